@@ -1,0 +1,3 @@
+"""cdml: clustering-aware deep metric learning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,293 @@
+"""Retrieval and clustering metrics with the zero-shot protocol of the seed papers.
+
+The protocol (METHODS.md section 5):
+
+- Recall@K: Euclidean k-nearest neighbours over the evaluation embeddings, the query itself
+  excluded; a query scores 1 when any of its K nearest shares its label.
+- NMI: k-means on the embeddings with k = number of distinct labels, every point used, then
+  scikit-learn's NMI (arithmetic normalisation) against the labels.
+- MAP@R (Musgrave et al., 2020): R = number of other items with the query's label,
+  ``MAP@R = mean_q (1/R) sum_{i<=R} P(i) rel(i)``.
+
+Neighbours and k-means run through faiss (exact flat index). Queries are processed in chunks so
+memory stays bounded (no n x n matrix). Neighbours are ranked by distance, ties by the lower
+gallery index, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+
+DEFAULT_KS = (1, 2, 4, 8)
+# Upper bound on neighbour-table entries held at once (queries in a chunk x neighbours each).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def evaluate(
+    embeddings: Any,
+    labels: Any,
+    ks: Sequence[int] = DEFAULT_KS,
+    nmi: bool = True,
+    map_at_r: bool = True,
+    *,
+    gallery: Any = None,
+    gallery_labels: Any = None,
+    seed: int = 0,
+    kmeans_iters: int = 20,
+) -> dict[str, float]:
+    """Evaluate embeddings as the seed papers do.
+
+    Args:
+        embeddings: ``(n, d)`` real array or tensor; the queries when ``gallery`` is given.
+        labels: ``(n,)`` integer labels.
+        ks: the K of Recall@K (default 1, 2, 4, 8; SOP uses 1, 10, 100, 1000).
+        nmi: compute NMI of k-means (k = number of distinct labels) against the labels.
+        map_at_r: compute MAP@R.
+        gallery: optional ``(m, d)`` gallery; queries are then searched in it and nothing is
+            excluded (in-shop protocol). NMI is then computed over queries and gallery together.
+        gallery_labels: ``(m,)`` integer labels of the gallery.
+        seed: k-means seed.
+        kmeans_iters: k-means iterations (at least 20).
+
+    Returns:
+        ``{"recall@K": ..., "nmi": ..., "map@r": ...}`` as floats in [0, 1], keys in that order.
+
+    Raises:
+        ValueError: bad shapes or dtypes, NaN or inf, a label with fewer than two items (or, with
+            a gallery, a query label absent from the gallery), or K larger than the candidates.
+    """
+    queries = _as_embeddings(embeddings, "embeddings", min_rows=1 if gallery is not None else 2)
+    query_labels = _as_labels(labels, "labels", len(queries))
+    if (gallery is None) != (gallery_labels is None):
+        raise ValueError("gallery and gallery_labels must be given together")
+    if kmeans_iters < 20:
+        raise ValueError(f"kmeans_iters must be at least 20, got {kmeans_iters}")
+    if gallery is None:
+        exclude_self = True
+        reference, reference_labels = queries, query_labels
+        _require_two_per_label(query_labels, "labels")
+        same_label_counts = _label_counts(query_labels, query_labels) - 1
+    else:
+        exclude_self = False
+        reference = _as_embeddings(gallery, "gallery", min_rows=1)
+        reference_labels = _as_labels(gallery_labels, "gallery_labels", len(reference))
+        if reference.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"embeddings have dimension {queries.shape[1]} but gallery has {reference.shape[1]}"
+            )
+        same_label_counts = _label_counts(query_labels, reference_labels)
+        absent = np.unique(query_labels[same_label_counts == 0])
+        if absent.size:
+            raise ValueError(
+                f"{absent.size} query label(s) have no item in the gallery, e.g. "
+                f"{absent[:5].tolist()}"
+            )
+    candidates = len(reference) - int(exclude_self)
+    ks = _check_ks(ks, candidates)
+
+    depth = max(ks, default=0)
+    if map_at_r:
+        depth = max(depth, int(same_label_counts.max()))
+    hits = {k: 0 for k in ks}
+    average_precision_sum = 0.0
+    if depth:
+        for start, neighbours in _neighbour_chunks(queries, reference, depth, exclude_self):
+            stop = start + len(neighbours)
+            relevant = reference_labels[neighbours] == query_labels[start:stop, None]
+            for k in ks:
+                hits[k] += int(relevant[:, :k].any(axis=1).sum())
+            if map_at_r:
+                r = same_label_counts[start:stop]
+                average_precision_sum += float(
+                    _average_precision_at_r(relevant[:, : r.max()], r).sum()
+                )
+
+    results = {f"recall@{k}": hits[k] / len(queries) for k in ks}
+    if nmi:
+        if exclude_self:
+            points, point_labels = queries, query_labels
+        else:
+            points = np.concatenate([queries, reference])
+            point_labels = np.concatenate([query_labels, reference_labels])
+        results["nmi"] = kmeans_nmi(points, point_labels, seed=seed, iters=kmeans_iters)
+    if map_at_r:
+        results["map@r"] = average_precision_sum / len(queries)
+    return results
+
+
+def kmeans_nmi(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, iters: int = 20) -> float:
+    """NMI between ``labels`` and a faiss k-means clustering of ``embeddings`` ``(n, d)`` float32.
+
+    k is the number of distinct labels; every point takes part in every iteration. As in the
+    released codes of the seed papers, k-means starts from randomly drawn points (one run, fixed
+    seed), so a poor start can split a class even when classes are well separated.
+    """
+    n, dim = embeddings.shape
+    num_clusters = len(np.unique(labels))
+    if num_clusters == 1:
+        return 1.0
+    kmeans = faiss.Kmeans(
+        dim,
+        num_clusters,
+        niter=iters,
+        seed=seed,
+        verbose=False,
+        # Never subsample (faiss's default keeps 256 points per centroid) and do not warn
+        # about few points per centroid: SOP has ~5 images per class.
+        max_points_per_centroid=math.ceil(n / num_clusters) + 1,
+        min_points_per_centroid=1,
+    )
+    kmeans.train(embeddings)
+    _, assignment = kmeans.index.search(embeddings, 1)
+    return float(normalized_mutual_info_score(labels, assignment[:, 0]))
+
+
+def nearest_neighbours(
+    queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool = False
+) -> np.ndarray:
+    """Indices ``(nq, k)`` of each query's k nearest gallery items (Euclidean).
+
+    Ranked by distance, ties by the lower gallery index. With ``exclude_self`` the queries are
+    the gallery and each query's own index is left out. Inputs are float32 ``(nq, d)``/``(m, d)``.
+    """
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start, neighbours in _neighbour_chunks(queries, gallery, k, exclude_self):
+        out[start : start + len(neighbours)] = neighbours
+    return out
+
+
+def _neighbour_chunks(
+    queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, neighbours)`` for consecutive query chunks, neighbours ``(rows, k)``."""
+    index = faiss.IndexFlatL2(gallery.shape[1])
+    index.add(gallery)
+    width = k + int(exclude_self)  # ranked items needed per query, its own index included
+    # One more than needed, to see whether the cut falls inside a run of tied distances.
+    search_k = min(width + 1, len(gallery))
+    rows = max(1, _CHUNK_ELEMENTS // search_k)
+    for start in range(0, len(queries), rows):
+        chunk = queries[start : start + rows]
+        distances, indices = index.search(chunk, search_k)
+        # faiss sorts by distance; order runs of equal distances by index.
+        tied = np.flatnonzero((distances[:, 1:] == distances[:, :-1]).any(axis=1))
+        if tied.size:
+            order = np.lexsort((indices[tied], distances[tied]), axis=1)
+            indices[tied] = np.take_along_axis(indices[tied], order, axis=1)
+        if search_k > width:
+            ambiguous = np.flatnonzero(distances[:, width - 1] == distances[:, width])
+            if ambiguous.size:
+                indices[ambiguous, :width] = _exact_top(chunk[ambiguous], gallery, width)
+        indices = indices[:, :width]
+        if exclude_self:
+            own = np.arange(start, start + len(chunk))[:, None]
+            # Stable: move the query's own index (if present) to the end, keep the rest in order.
+            keep = np.argsort(indices == own, axis=1, kind="stable")[:, :k]
+            indices = np.take_along_axis(indices, keep, axis=1)
+        yield start, indices
+
+
+def _exact_top(queries: np.ndarray, gallery: np.ndarray, width: int) -> np.ndarray:
+    """Top ``width`` gallery indices per query by exact float64 distance, ties by lower index.
+
+    Used only for queries whose neighbour list is cut inside a run of equal distances, where
+    faiss's choice among the tied items is arbitrary. Memory is bounded by chunking.
+    """
+    out = np.empty((len(queries), width), dtype=np.int64)
+    gallery64 = gallery.astype(np.float64)
+    gallery_sq = np.einsum("ij,ij->i", gallery64, gallery64)
+    rows = max(1, _CHUNK_ELEMENTS // len(gallery))
+    for start in range(0, len(queries), rows):
+        q = queries[start : start + rows].astype(np.float64)
+        dist = np.einsum("ij,ij->i", q, q)[:, None] + gallery_sq[None, :] - 2.0 * q @ gallery64.T
+        threshold = np.partition(dist, width - 1, axis=1)[:, width - 1]
+        for row, (d, t) in enumerate(zip(dist, threshold, strict=True)):
+            closer = np.flatnonzero(d < t)
+            closer = closer[np.lexsort((closer, d[closer]))]
+            tied = np.flatnonzero(d == t)[: width - len(closer)]
+            out[start + row] = np.concatenate([closer, tied])
+    return out
+
+
+def _average_precision_at_r(relevant: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """AP@R per query from ``relevant`` ``(q, depth)`` booleans and ``r`` ``(q,)`` counts >= 1."""
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    within_r = ranks[None, :] <= r[:, None]
+    relevant = relevant & within_r
+    precision = np.cumsum(relevant, axis=1) / ranks[None, :]
+    return (precision * relevant).sum(axis=1) / r
+
+
+def _label_counts(query_labels: np.ndarray, reference_labels: np.ndarray) -> np.ndarray:
+    """For each query, the number of reference items with its label."""
+    values, counts = np.unique(reference_labels, return_counts=True)
+    position = np.searchsorted(values, query_labels).clip(max=len(values) - 1)
+    return np.where(values[position] == query_labels, counts[position], 0)
+
+
+def _require_two_per_label(labels: np.ndarray, name: str) -> None:
+    values, counts = np.unique(labels, return_counts=True)
+    single = values[counts < 2]
+    if single.size:
+        raise ValueError(
+            f"{name}: {single.size} label(s) have fewer than two items, so they have no "
+            f"positive to retrieve, e.g. {single[:5].tolist()}"
+        )
+
+
+def _check_ks(ks: Sequence[int], candidates: int) -> list[int]:
+    ks = list(ks)
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"ks must be positive integers, got {k!r}")
+        if k > candidates:
+            raise ValueError(f"ks: K={k} exceeds the {candidates} candidates per query")
+    return [int(k) for k in ks]
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name}: not an array ({error})") from None
+
+
+def _as_embeddings(value: Any, name: str, min_rows: int) -> np.ndarray:
+    array = _to_numpy(value, name)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n, d), got shape {array.shape}")
+    if array.shape[0] < min_rows or array.shape[1] < 1:
+        raise ValueError(
+            f"{name} must hold at least {min_rows} item(s) of dimension >= 1, got {array.shape}"
+        )
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{name}: {int(bad.sum())} row(s) contain NaN or inf (after conversion to float32), "
+            f"first at row {int(np.argmax(bad))}"
+        )
+    return array
+
+
+def _as_labels(value: Any, name: str, n: int) -> np.ndarray:
+    array = _to_numpy(value, name)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
+    if len(array) != n:
+        raise ValueError(f"{name} has {len(array)} entries but there are {n} embeddings")
+    return array.astype(np.int64)

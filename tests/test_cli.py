@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cdml.cli import main
+
+
+@pytest.fixture
+def embeddings_file(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 10)
+    embeddings = rng.normal(size=(6, 8))[labels] + 0.3 * rng.normal(size=(60, 8))
+    path = tmp_path / "emb.npz"
+    np.savez(path, embeddings=embeddings, labels=labels)
+    return path
+
+
+def test_evaluate_prints_table_and_writes_json(embeddings_file, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(embeddings_file), "--ks", "1,10", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "R@10" in printed and "MAP@R" in printed
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"recall@1", "recall@10", "nmi", "map@r"}
+    assert metrics["recall@1"] > 0.9
+
+
+def _write(tmp_path, name, **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_file", "message"),
+    [
+        (lambda d: d / "absent.npz", "no such file"),
+        (lambda d: (d / "x.npz").write_text("hello") and d / "x.npz", "not a .npz archive"),
+        (lambda d: _write(d, "a.npz", embeddings=np.zeros((4, 2))), "no array 'labels'"),
+        (
+            lambda d: _write(d, "b.npz", embeddings=np.zeros((4, 2)), labels=np.zeros(3, int)),
+            "4 rows but 'labels' has 3",
+        ),
+        (
+            lambda d: _write(d, "c.npz", embeddings=np.zeros((4, 2)), labels=np.arange(4)),
+            "fewer than two",
+        ),
+    ],
+)
+def test_evaluate_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_file, message):
+    path = make_file(tmp_path)
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_json_is_not_written_when_evaluation_fails(tmp_path):
+    bad = _write(tmp_path, "b.npz", embeddings=np.zeros((4, 2)), labels=np.arange(4))
+    out = tmp_path / "metrics.json"
+    out.write_text("previous")
+    assert main(["evaluate", str(bad), "--json", str(out)]) == 2
+    assert out.read_text() == "previous"
+
+
+def test_console_script_exit_code(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cdml.cli", "evaluate", str(tmp_path / "absent.npz")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"cdml evaluate: error: {tmp_path / 'absent.npz'}: no such file"
+
+
+def test_bad_ks_is_rejected_by_the_parser(embeddings_file):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(embeddings_file), "--ks", "1,x"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,191 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+import cdml.metrics as metrics_module
+from cdml.metrics import evaluate, kmeans_nmi, nearest_neighbours
+
+
+def brute_force(queries, query_labels, gallery, gallery_labels, ks, exclude_self):
+    """Literal Recall@K and MAP@R: full float64 distance matrix, ties by lower index."""
+    queries = np.asarray(queries, dtype=np.float64)
+    gallery = np.asarray(gallery, dtype=np.float64)
+    recall = {k: 0.0 for k in ks}
+    average_precisions = []
+    for i, (query, label) in enumerate(zip(queries, query_labels, strict=True)):
+        distances = ((gallery - query) ** 2).sum(axis=1)
+        order = np.lexsort((np.arange(len(gallery)), distances))
+        if exclude_self:
+            order = order[order != i]
+        relevant = gallery_labels[order] == label
+        for k in ks:
+            recall[k] += float(relevant[:k].any())
+        r = int(relevant.sum())
+        precision_sum = sum(relevant[: j + 1].sum() / (j + 1) for j in range(r) if relevant[j])
+        average_precisions.append(precision_sum / r)
+    result = {f"recall@{k}": recall[k] / len(queries) for k in ks}
+    result["map@r"] = float(np.mean(average_precisions))
+    return result
+
+
+def assert_matches(result, expected):
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-6), key
+
+
+def clustered(rng, num_classes, per_class, dim, spread):
+    centres = rng.normal(size=(num_classes, dim))
+    labels = np.repeat(np.arange(num_classes), per_class)
+    embeddings = centres[labels] + spread * rng.normal(size=(len(labels), dim))
+    return embeddings.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_embeddings_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(300, 16)).astype(np.float32)
+    labels = rng.integers(0, 12, size=300)
+    ks = (1, 2, 4, 8, 16)
+    result = evaluate(embeddings, labels, ks=ks, nmi=False)
+    assert_matches(result, brute_force(embeddings, labels, embeddings, labels, ks, True))
+
+
+@pytest.mark.parametrize("spread", [0.3, 1.0])
+def test_clustered_embeddings_match_brute_force(spread):
+    rng = np.random.default_rng(7)
+    embeddings, labels = clustered(rng, num_classes=20, per_class=15, dim=8, spread=spread)
+    ks = (1, 2, 4, 8)
+    result = evaluate(embeddings, labels, ks=ks, nmi=False)
+    assert_matches(result, brute_force(embeddings, labels, embeddings, labels, ks, True))
+
+
+def test_ties_are_broken_by_lower_index(monkeypatch):
+    # Integer points on a small grid: many exactly equal distances and exact duplicates.
+    rng = np.random.default_rng(3)
+    embeddings = rng.integers(0, 3, size=(250, 2)).astype(np.float32)
+    labels = rng.integers(0, 6, size=250)
+    ks = (1, 2, 4, 8)
+    expected = brute_force(embeddings, labels, embeddings, labels, ks, True)
+    assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
+    # Small chunks: many chunks, each mixing tied and untied rows.
+    monkeypatch.setattr(metrics_module, "_CHUNK_ELEMENTS", 500)
+    assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
+
+
+def test_collapsed_embeddings_rank_by_index():
+    embeddings = np.zeros((40, 4), dtype=np.float32)
+    neighbours = nearest_neighbours(embeddings, embeddings, k=3, exclude_self=True)
+    assert neighbours[0].tolist() == [1, 2, 3]
+    assert neighbours[2].tolist() == [0, 1, 3]
+    assert neighbours[39].tolist() == [0, 1, 2]
+
+
+def test_query_gallery_form_matches_brute_force():
+    rng = np.random.default_rng(5)
+    gallery, gallery_labels = clustered(rng, num_classes=10, per_class=12, dim=6, spread=1.0)
+    queries = gallery[::3] + 0.5 * rng.normal(size=gallery[::3].shape).astype(np.float32)
+    query_labels = gallery_labels[::3]
+    ks = (1, 2, 4, 8)
+    result = evaluate(
+        queries, query_labels, ks=ks, gallery=gallery, gallery_labels=gallery_labels, nmi=False
+    )
+    expected = brute_force(queries, query_labels, gallery, gallery_labels, ks, False)
+    assert_matches(result, expected)
+
+
+def test_query_identical_to_gallery_item_is_not_excluded():
+    gallery = np.array([[0.0], [1.0], [5.0], [6.0]], dtype=np.float32)
+    gallery_labels = np.array([0, 1, 1, 0])
+    result = evaluate(
+        gallery[:1],
+        np.array([0]),
+        ks=(1,),
+        gallery=gallery,
+        gallery_labels=gallery_labels,
+        nmi=False,
+    )
+    assert result["recall@1"] == 1.0  # itself, at distance 0
+    assert result["map@r"] == pytest.approx(0.5)  # R=2: hit at rank 1, next hit at rank 4
+
+
+def test_torch_and_numpy_inputs_agree():
+    rng = np.random.default_rng(0)
+    embeddings, labels = clustered(rng, num_classes=8, per_class=10, dim=5, spread=1.0)
+    from_numpy = evaluate(embeddings, labels)
+    from_torch = evaluate(torch.from_numpy(embeddings).double(), torch.from_numpy(labels))
+    assert from_numpy == from_torch
+
+
+def test_result_keys_and_range():
+    rng = np.random.default_rng(0)
+    embeddings, labels = clustered(rng, num_classes=8, per_class=10, dim=5, spread=1.0)
+    result = evaluate(embeddings, labels, ks=(1, 10))
+    assert list(result) == ["recall@1", "recall@10", "nmi", "map@r"]
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in result.values())
+    assert list(evaluate(embeddings, labels, nmi=False, map_at_r=False)) == [
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+    ]
+
+
+def test_nmi_is_high_for_separated_clusters_and_low_for_random_labels():
+    rng = np.random.default_rng(0)
+    embeddings, labels = clustered(rng, num_classes=10, per_class=30, dim=16, spread=0.01)
+    # One random start may merge two clusters (NMI 0.81 here), never mix all of them.
+    assert evaluate(embeddings, labels, map_at_r=False)["nmi"] > 0.75
+    two = labels < 2
+    assert evaluate(embeddings[two], labels[two], map_at_r=False)["nmi"] == pytest.approx(1.0)
+    shuffled = rng.permutation(labels)
+    assert evaluate(embeddings, shuffled, map_at_r=False)["nmi"] < 0.1
+
+
+def test_nmi_uses_every_point_and_is_deterministic():
+    # 4 clusters x 2,000 points: faiss's default would subsample to 256 per centroid.
+    rng = np.random.default_rng(1)
+    embeddings, labels = clustered(rng, num_classes=4, per_class=2000, dim=4, spread=1.5)
+    first = kmeans_nmi(embeddings, labels, seed=0)
+    assert first == kmeans_nmi(embeddings, labels, seed=0)
+    assert 0.0 < first < 1.0
+    # Lloyd's algorithm from scikit-learn reaches the same partition quality.
+    from sklearn.cluster import KMeans
+
+    reference = KMeans(4, n_init=5, random_state=0).fit_predict(embeddings)
+    assert first == pytest.approx(normalized_mutual_info_score(labels, reference), abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "labels", "kwargs", "message"),
+    [
+        (np.zeros(10), np.zeros(10, int), {}, "2-D"),
+        (np.zeros((1, 3)), np.zeros(1, int), {}, "at least 2"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1.0]), {}, "integers"),
+        (np.zeros((4, 2)), np.array([[0, 0, 1, 1]]), {}, "1-D"),
+        (np.zeros((4, 2)), np.array([0, 0, 1]), {}, "3 entries"),
+        (np.array([[0, 0], [1, np.nan], [2, 2], [3, 3]]), np.array([0, 0, 1, 1]), {}, "NaN"),
+        (np.array([[0, 0], [1, np.inf], [2, 2], [3, 3]]), np.array([0, 0, 1, 1]), {}, "inf"),
+        (np.array([["a", "b"], ["c", "d"]]), np.array([0, 0]), {}, "real numbers"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 2]), {}, "fewer than two"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"ks": (1, 4)}, "K=4 exceeds"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"ks": (0,)}, "positive"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"gallery": np.zeros((4, 2))}, "together"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"kmeans_iters": 5}, "at least 20"),
+        (
+            np.zeros((2, 2)),
+            np.array([0, 9]),
+            {"gallery": np.zeros((3, 2)), "gallery_labels": np.array([0, 0, 1])},
+            "no item in the gallery",
+        ),
+        (
+            np.zeros((2, 2)),
+            np.array([0, 1]),
+            {"gallery": np.zeros((3, 5)), "gallery_labels": np.array([0, 0, 1])},
+            "dimension",
+        ),
+    ],
+)
+def test_bad_input_raises_value_error(embeddings, labels, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(embeddings, labels, **kwargs)
