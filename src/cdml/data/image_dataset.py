@@ -1,0 +1,108 @@
+"""Images read lazily from files, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from PIL import Image
+
+from cdml.data.base import LabelledDataset
+
+# How many missing paths an error message lists before summarising the rest.
+_LISTED = 5
+
+
+def open_rgb(path: str) -> Image.Image:
+    """Open and fully decode an image file as RGB, raising ``OSError`` naming ``path``."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # decodes now, so truncation surfaces here
+    except (OSError, SyntaxError, ValueError) as err:
+        raise OSError(f"cannot read image {path}: {err}") from err
+
+
+class ImageListDataset(LabelledDataset):
+    """A list of image files with integer labels; images decoded on access as RGB PIL images.
+
+    Args:
+        paths: n image paths (absolute, or relative to the working directory).
+        labels: (n,) class indices in ``0..len(class_names)-1``.
+        class_names: one name per class index.
+        transform: applied to each PIL image.
+        skip_bad: when False (default) an unreadable or truncated image raises ``OSError``
+            naming the file. When True it is skipped: a warning names it, ``skipped`` records
+            it, and the next readable image of the same class (in dataset order, wrapping
+            around) is returned instead, so batches keep their class composition.
+            ``skipped`` counts what this process met; each ``DataLoader`` worker keeps its own
+            record, and the warnings name every file.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: ArrayLike,
+        class_names: Sequence[str],
+        transform: Callable[[Any], Any] | None = None,
+        skip_bad: bool = False,
+    ) -> None:
+        super().__init__(labels, class_names, transform)
+        # A numpy string array rather than a list: DataLoader workers then share the
+        # memory instead of copying it on every access to a Python object's refcount.
+        self.paths = np.asarray([os.fspath(p) for p in paths], dtype=np.str_)
+        if len(self.paths) != len(self.labels):
+            raise ValueError(f"got {len(self.paths)} paths but {len(self.labels)} labels")
+        self.skip_bad = skip_bad
+        self.skipped: dict[str, str] = {}
+
+    def missing_files(self) -> list[str]:
+        """Every path that is not an existing file, in dataset order."""
+        return [str(p) for p in self.paths if not os.path.isfile(p)]
+
+    def check_files(self) -> None:
+        """Raise ``FileNotFoundError`` listing the missing files, all found in one pass."""
+        missing = self.missing_files()
+        if not missing:
+            return
+        listed = "\n  ".join(missing[:_LISTED])
+        more = f"\n  ... and {len(missing) - _LISTED:,} more" if len(missing) > _LISTED else ""
+        raise FileNotFoundError(
+            f"{len(missing):,} of {len(self.paths):,} image files are missing "
+            f"(incomplete download or wrong root?):\n  {listed}{more}"
+        )
+
+    def _image(self, index: int) -> Image.Image:
+        if not self.skip_bad:
+            return open_rgb(str(self.paths[index]))
+        label = self.labels[index]
+        members = np.flatnonzero(self.labels == label)
+        start = int(np.searchsorted(members, index))
+        for candidate in np.roll(members, -start):
+            path = str(self.paths[candidate])
+            if path in self.skipped:
+                continue
+            try:
+                return open_rgb(path)
+            except OSError as err:
+                self.skipped[path] = str(err)
+                warnings.warn(
+                    f"skipped unreadable image {path} ({len(self.skipped)} skipped so far): "
+                    f"{err.__cause__ or err}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        raise OSError(
+            f"every image of class {self.class_names[label]!r} is unreadable "
+            f"({len(members)} files, e.g. {self.paths[members[0]]})"
+        )
+
+    def _take(
+        self, indices: np.ndarray, labels: np.ndarray, class_names: list[str]
+    ) -> ImageListDataset:
+        return ImageListDataset(
+            self.paths[indices], labels, class_names, self.transform, self.skip_bad
+        )

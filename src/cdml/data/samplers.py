@@ -1,0 +1,154 @@
+"""Class-balanced batch samplers for the supervised losses.
+
+The facility-location loss draws batches of ``n`` examples from ``C`` classes (C/n in
+{0.25, 0.5, 0.75}); Group Loss uses classes x samples per class (e.g. 6 x 9). The
+unsupervised method needs no labels: a plain ``DataLoader(..., shuffle=True)`` serves it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch.distributed as dist
+from numpy.typing import ArrayLike
+from torch.utils.data import Sampler
+
+
+class ClassBalancedBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` indices from exactly ``classes_per_batch`` distinct classes.
+
+    Each chosen class gives ``k = batch_size / classes_per_batch`` of its indices, drawn
+    without replacement, or with replacement when it has fewer than ``k``; a batch lists them
+    class by class. Classes are visited in rounds, each round a fresh random permutation of
+    all ``C`` classes cut into consecutive groups (a class left over at the end of a round
+    is moved to the end of the next one, so no batch holds a class twice).
+
+    An epoch has ``max(ceil(n / batch_size), ceil(C / classes_per_batch))`` batches, so it
+    covers every class at least once. The batches depend only on ``(seed, epoch)``: call
+    ``set_epoch`` before each epoch (as with ``DistributedSampler``) for a new order; the
+    same epoch number replays the same batches, which makes resuming exact.
+
+    Args:
+        labels: (n,) class label of every item of the dataset.
+        batch_size: indices per batch.
+        classes_per_batch: distinct classes per batch; must divide ``batch_size`` and not
+            exceed the number of classes.
+        seed: base seed of the random order.
+    """
+
+    def __init__(
+        self, labels: ArrayLike, batch_size: int, classes_per_batch: int, seed: int = 0
+    ) -> None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0:
+            raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
+        if batch_size < 1 or classes_per_batch < 1:
+            raise ValueError(
+                f"batch_size and classes_per_batch must be positive, got {batch_size} "
+                f"and {classes_per_batch}"
+            )
+        if batch_size % classes_per_batch:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be divisible by classes_per_batch "
+                f"({classes_per_batch})"
+            )
+        _, class_of = np.unique(labels, return_inverse=True)
+        counts = np.bincount(class_of)
+        if classes_per_batch > len(counts):
+            raise ValueError(
+                f"classes_per_batch ({classes_per_batch}) exceeds the number of classes "
+                f"in labels ({len(counts)})"
+            )
+        by_class = np.argsort(class_of, kind="stable")
+        self._members = np.split(by_class, np.cumsum(counts)[:-1])
+        self.num_items = labels.size
+        self.batch_size = batch_size
+        self.classes_per_batch = classes_per_batch
+        self.samples_per_class = batch_size // classes_per_batch
+        self.seed = seed
+        self.epoch = 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._members)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(
+            math.ceil(self.num_items / self.batch_size),
+            math.ceil(self.num_classes / self.classes_per_batch),
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        k = self.samples_per_class
+        for classes in self._class_groups(rng):
+            members = [self._members[c] for c in classes]
+            yield np.concatenate([rng.choice(m, k, replace=len(m) < k) for m in members]).tolist()
+
+    def _class_groups(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """``len(self)`` groups of ``classes_per_batch`` distinct class indices."""
+        size = self.classes_per_batch
+        queue = np.empty(0, dtype=np.int64)
+        for _ in range(len(self)):
+            if len(queue) < size:
+                fresh = rng.permutation(self.num_classes)
+                # Classes still queued from the last round take their turn at this round's end.
+                queued = np.isin(fresh, queue)
+                queue = np.concatenate([queue, fresh[~queued], fresh[queued]])
+            yield queue[:size]
+            queue = queue[size:]
+
+
+class DistributedClassBalancedBatchSampler(ClassBalancedBatchSampler):
+    """Each rank's contiguous share of the global batches of ``ClassBalancedBatchSampler``.
+
+    Every rank builds the same global batch (same ``seed`` and epoch) and yields the slice
+    ``[rank * b, (rank + 1) * b)`` with ``b = batch_size / num_replicas``, so the ranks'
+    shares concatenated in rank order are exactly the non-distributed sampler's batch.
+
+    Args:
+        labels, batch_size, classes_per_batch, seed: as ``ClassBalancedBatchSampler``;
+            ``batch_size`` is the global batch size and must be divisible by
+            ``num_replicas``.
+        num_replicas: number of ranks; default the world size of ``torch.distributed`` when
+            initialised, else 1.
+        rank: this rank; default ``torch.distributed``'s rank when initialised, else 0.
+    """
+
+    def __init__(
+        self,
+        labels: ArrayLike,
+        batch_size: int,
+        classes_per_batch: int,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__(labels, batch_size, classes_per_batch, seed)
+        initialised = dist.is_available() and dist.is_initialized()
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if initialised else 1
+        if rank is None:
+            rank = dist.get_rank() if initialised else 0
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be positive, got {num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
+        if batch_size % num_replicas:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be divisible by num_replicas ({num_replicas})"
+            )
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.local_batch_size = batch_size // num_replicas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start = self.rank * self.local_batch_size
+        for batch in super().__iter__():
+            yield batch[start : start + self.local_batch_size]

@@ -1,0 +1,83 @@
+"""Embedding model: timm backbone (pooled features) followed by an ``EmbeddingHead``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from cdml.models.backbones import DEFAULT_BACKBONE, backbone_data_config, create_backbone
+from cdml.models.heads import EmbeddingHead
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+class EmbeddingModel(nn.Module):
+    """Images ``(B, 3, H, W)`` -> L2-normalised embeddings ``(B, embedding_size)``.
+
+    Args:
+        backbone_name: timm architecture (see ``create_backbone``).
+        embedding_size: embedding dimension (default 64).
+        pretrained: load the backbone's shipped ImageNet weights (``create_backbone``).
+        weights: backbone state-dict file, instead of the shipped weights.
+        freeze_bn: keep every BatchNorm layer in eval mode, also after ``.train()``, so its
+            running statistics stay those of the pretrained network (their affine parameters
+            still train). Common in deep metric learning, where batches hold few classes.
+        normalize: L2-normalise the embeddings (default; seed 000 does not for lifted
+            structured and N-pairs).
+    """
+
+    def __init__(
+        self,
+        backbone_name: str = DEFAULT_BACKBONE,
+        embedding_size: int = 64,
+        pretrained: bool = True,
+        weights: str | os.PathLike[str] | None = None,
+        freeze_bn: bool = False,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        self.freeze_bn = freeze_bn
+        self.backbone = create_backbone(backbone_name, pretrained=pretrained, weights=weights)
+        self.head = EmbeddingHead(self.backbone.num_features, embedding_size, normalize=normalize)
+        self.train()  # applies freeze_bn from the start
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """Input size, mean, std, interpolation and crop of the backbone's weights."""
+        return backbone_data_config(self.backbone)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone pooled features ``(B, num_features)``."""
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+    def train(self, mode: bool = True) -> EmbeddingModel:
+        super().train(mode)
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, _BATCH_NORMS):
+                    module.eval()
+        return self
+
+    def param_groups(
+        self, backbone_lr: float, head_lr: float, weight_decay: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Optimiser parameter groups ``[backbone, head]`` (each with ``name``, ``params``,
+        ``lr``, ``weight_decay``); frozen parameters (``requires_grad=False``) are left out."""
+        return [
+            {
+                "name": name,
+                "params": [p for p in module.parameters() if p.requires_grad],
+                "lr": lr,
+                "weight_decay": weight_decay,
+            }
+            for name, module, lr in (
+                ("backbone", self.backbone, backbone_lr),
+                ("head", self.head, head_lr),
+            )
+        ]
