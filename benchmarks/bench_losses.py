@@ -1,0 +1,135 @@
+"""Forward + backward time of the cdml losses, against the literal facility-location reference
+and against a training step of the default backbone.
+
+    python benchmarks/bench_losses.py [--threads 1] [--repeats 5] [--skip-reference]
+                                      [--skip-backbone]
+
+Batches of 64-d L2-normalised embeddings with 4 samples per class: n = 128 (the paper's
+setting, 32 classes), 256 and 512. Each loss time is the median of ``--repeats`` runs after a
+warm-up. The literal reference (tests/losses/reference_facility.py: one scikit-learn call per
+candidate) runs once at n = 128. The backbone step is timm's ``efficientnet_lite0`` (random
+weights, 64-d output), batch 128 at 227 x 227, forward + backward, one warm-up and two timed
+iterations, with torch's default number of threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from cdml.losses import build_loss
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.losses.reference_facility import facility_location_reference  # noqa: E402
+
+SIZES = (128, 256, 512)
+PER_CLASS = 4
+DIM = 64
+LOSSES = ("facility", "group", "triplet", "lifted", "npairs")
+
+
+def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = F.normalize(torch.randn(n, DIM, generator=generator), dim=1)
+    return embeddings, torch.arange(n // PER_CLASS).repeat_interleave(PER_CLASS)
+
+
+def make_loss(name: str, n: int) -> torch.nn.Module:
+    if name == "group":
+        return build_loss(name, embedding_size=DIM, num_classes=n // PER_CLASS)
+    return build_loss(name)
+
+
+def median_seconds(step: Callable[[], None], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def loss_seconds(name: str, n: int, repeats: int) -> float:
+    embeddings, labels = batch(n)
+    embeddings.requires_grad_()
+    loss = make_loss(name, n)
+
+    def step() -> None:
+        embeddings.grad = None
+        loss(embeddings, labels).backward()
+
+    return median_seconds(step, repeats)
+
+
+def reference_seconds(n: int) -> float:
+    embeddings, labels = batch(n)
+    start = time.perf_counter()
+    facility_location_reference(embeddings.double().numpy(), labels.numpy())
+    return time.perf_counter() - start
+
+
+def backbone_seconds(threads: int) -> float:
+    import timm
+
+    torch.set_num_threads(threads)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=DIM)
+    images = torch.randn(128, 3, 227, 227)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(images).square().mean().backward()
+
+    return median_seconds(step, repeats=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the losses")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-backbone", action="store_true")
+    args = parser.parse_args()
+    default_threads = torch.get_num_threads()
+    console = Console()
+
+    torch.set_num_threads(args.threads)
+    milliseconds = {
+        (name, n): 1e3 * loss_seconds(name, n, args.repeats) for name in LOSSES for n in SIZES
+    }
+    table = Table(title=f"forward + backward, ms (d = {DIM}, {args.threads} thread(s), CPU)")
+    table.add_column("loss")
+    for n in SIZES:
+        table.add_column(f"n = {n} ({n // PER_CLASS} x {PER_CLASS})", justify="right")
+    for name in LOSSES:
+        table.add_row(name, *(f"{milliseconds[name, n]:.2f}" for n in SIZES))
+    console.print(table)
+
+    facility = milliseconds["facility", 128]
+    if not args.skip_reference:
+        reference = 1e3 * reference_seconds(128)
+        console.print(
+            f"literal facility-location reference, n = 128: {reference:.0f} ms; "
+            f"vectorised loss {facility:.2f} ms: [bold]{reference / facility:.0f}x faster[/bold]"
+        )
+    if not args.skip_backbone:
+        step = 1e3 * backbone_seconds(default_threads)
+        console.print(
+            f"efficientnet_lite0 training step, batch 128 at 227 x 227, {default_threads} "
+            f"thread(s): {step:.0f} ms; facility-location loss = "
+            f"[bold]{100 * facility / step:.2f}%[/bold] of it"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The common call convention of the losses: ``loss(embeddings, labels)`` -> scalar."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._inputs import prepare_inputs
+
+
+class MetricLoss(nn.Module):
+    """Base class: validates the batch, then computes the loss in float32 (or float64).
+
+    Subclasses implement :meth:`compute`, which receives ``(n, d)`` float32 or float64
+    embeddings and ``(n,)`` int64 labels on the same device and runs with autocast disabled,
+    so under mixed precision the loss is still computed, and returned, in float32.
+    """
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """``embeddings`` ``(n, d)`` float, ``labels`` ``(n,)`` integer -> scalar loss."""
+        embeddings, labels = prepare_inputs(embeddings, labels)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return self.compute(embeddings, labels)
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,46 @@
+"""Input validation and dtype handling shared by every loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def prepare_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Check a labelled batch and bring it to the dtype the losses compute in.
+
+    Args:
+        embeddings: ``(n, d)`` floating-point tensor, finite, ``n >= 2``.
+        labels: ``(n,)`` integer tensor.
+
+    Returns:
+        The embeddings as float64 if they are float64, else as float32 (so half precision and
+        autocast inputs are computed in float32), and the labels as int64 on the embeddings'
+        device.
+
+    Raises:
+        ValueError: naming the offending argument.
+    """
+    if not isinstance(embeddings, Tensor):
+        raise ValueError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (n, d), got {tuple(embeddings.shape)}")
+    if not embeddings.is_floating_point():
+        raise ValueError(f"embeddings must be floating point, got {embeddings.dtype}")
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (n,), got {tuple(labels.shape)}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    n, d = embeddings.shape
+    if len(labels) != n:
+        raise ValueError(f"embeddings has {n} rows but labels has {len(labels)} entries")
+    if n < 2:
+        raise ValueError(f"embeddings must hold at least two samples, got {n}")
+    if d == 0:
+        raise ValueError("embeddings must have at least one dimension, got d = 0")
+    if not torch.isfinite(embeddings).all():
+        raise ValueError("embeddings contain NaN or inf")
+    dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    return embeddings.to(dtype), labels.to(device=embeddings.device, dtype=torch.int64)

@@ -1,0 +1,106 @@
+"""The Group Loss (Elezi et al., ECCV 2020)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._base import MetricLoss
+from ._inputs import prepare_inputs
+from ._pairwise import rank_in_class
+
+
+class GroupLoss(MetricLoss):
+    """Label propagation by replicator dynamics plus cross-entropy (Elezi et al., ECCV 2020),
+    as the authors' released code computes it.
+
+    The module owns the linear classifier ``classifier`` (``embedding_size -> num_classes``);
+    its parameters must be given to the optimiser. With logits ``z = classifier(x)``::
+
+        W = ReLU(Pearson(x))              (rows centred over features, cosine, diagonal kept)
+        P = softmax(z / temperature)      (rows of anchors replaced by their one-hot label)
+        repeat num_iters times: P <- P * (W P), each row divided by its sum
+        loss = mean_i -log(P[i, y_i] + 1e-12) + cross_entropy(z, y)
+
+    The anchors are, walking the batch in order, the first ``num_anchors`` samples of each
+    class. A constant embedding (no Pearson similarity) keeps a zero row instead of NaN.
+
+    Args:
+        embedding_size: ``d``.
+        num_classes: number of training classes; labels must lie in ``[0, num_classes)``.
+        temperature: softmax temperature of the priors, default 24 (CUB; 79 Cars, 54 SOP).
+        num_anchors: labelled samples per class, default 2 (CUB, SOP; 3 Cars).
+        num_iters: replicator-dynamics iterations, default 1.
+
+    Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        temperature: float = 24.0,
+        num_anchors: int = 2,
+        num_iters: int = 1,
+    ) -> None:
+        super().__init__()
+        for name, value, least in (
+            ("embedding_size", embedding_size, 1),
+            ("num_classes", num_classes, 1),
+            ("num_anchors", num_anchors, 0),
+            ("num_iters", num_iters, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        self.classifier = nn.Linear(embedding_size, num_classes)
+        self.temperature = float(temperature)
+        self.num_anchors = num_anchors
+        self.num_iters = num_iters
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, num_anchors={self.num_anchors}, "
+            f"num_iters={self.num_iters}"
+        )
+
+    def warmup_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy of the classifier alone: the objective of the warm-up epochs that
+        fine-tune the network for classification before the Group Loss starts. Shapes as
+        :meth:`forward`."""
+        embeddings, labels = prepare_inputs(embeddings, labels)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return F.cross_entropy(self._logits(embeddings, labels), labels)
+
+    def _logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        if embeddings.shape[1] != self.classifier.in_features:
+            raise ValueError(
+                f"embeddings have {embeddings.shape[1]} dimensions, the classifier expects "
+                f"embedding_size = {self.classifier.in_features}"
+            )
+        num_classes = self.classifier.out_features
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"labels must lie in [0, num_classes = {num_classes})")
+        weight = self.classifier.weight.to(embeddings.dtype)
+        bias = self.classifier.bias.to(embeddings.dtype)
+        return F.linear(embeddings, weight, bias)
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        num_classes = self.classifier.out_features
+        logits = self._logits(embeddings, labels)
+        centred = F.normalize(embeddings - embeddings.mean(1, keepdim=True), dim=1)
+        similarity = torch.relu(centred @ centred.T)
+        probs = F.softmax(logits / self.temperature, 1)
+        anchor = rank_in_class(labels) < self.num_anchors
+        probs = torch.where(anchor[:, None], F.one_hot(labels, num_classes).to(probs.dtype), probs)
+        for _ in range(self.num_iters):
+            probs = probs * (similarity @ probs)
+            # A constant embedding has no similarity to anything: keep its row 0, not NaN.
+            total = probs.sum(1, keepdim=True)
+            probs = probs / torch.where(total > 0, total, 1)
+        propagation = -torch.log(probs.gather(1, labels[:, None]) + 1e-12).mean()
+        return propagation + F.cross_entropy(logits, labels)
