@@ -48,7 +48,8 @@ def main() -> None:
 
     embeddings, labels = sop_like(args.classes, args.dim, args.seed)
     print(
-        f"{len(labels)} embeddings x {args.dim}, {args.classes} classes, {torch.get_num_threads()} threads"
+        f"{len(labels)} embeddings x {args.dim}, {args.classes} classes, "
+        f"{torch.get_num_threads()} threads"
     )
 
     calculator = AccuracyCalculator(

@@ -32,6 +32,19 @@ def test_every_batch_has_the_requested_class_composition(batch_size, classes):
             assert set(counts.values()) == {batch_size // classes}
 
 
+@pytest.mark.parametrize(("batch_size", "classes"), [(12, 9), (16, 12), (7, 5)])
+def test_uneven_shares_give_the_first_classes_one_more(batch_size, classes):
+    # Seed 000's C/m = 0.75 (e.g. 96 classes in a batch of 128) cannot be split evenly.
+    sampler = ClassBalancedBatchSampler(LABELS, batch_size, classes, seed=3)
+    share, extra = divmod(batch_size, classes)
+    for batch in batches(sampler):
+        assert len(batch) == batch_size
+        counts = Counter(LABELS[i] for i in batch)
+        assert len(counts) == classes
+        in_order = list(dict.fromkeys(LABELS[i] for i in batch))  # classes in batch order
+        assert [counts[c] for c in in_order] == [share + 1] * extra + [share] * (classes - extra)
+
+
 def test_classes_with_enough_images_are_drawn_without_replacement():
     class_size = Counter(LABELS.tolist())
     sampler = ClassBalancedBatchSampler(LABELS, 12, 4, seed=2)
@@ -89,7 +102,7 @@ def test_works_as_a_dataloader_batch_sampler():
 @pytest.mark.parametrize(
     ("batch_size", "classes", "message"),
     [
-        (12, 5, r"batch_size \(12\) must be divisible by classes_per_batch \(5\)"),
+        (4, 5, r"classes_per_batch \(5\) exceeds batch_size \(4\)"),
         (28, 14, r"classes_per_batch \(14\) exceeds the number of classes in labels \(13\)"),
         (0, 1, "must be positive"),
         (4, 0, "must be positive"),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cdml.data import ArrayImageDataset, split_validation_classes
+from cdml.data import ArrayImageDataset, cap_per_class, split_validation_classes
 
 
 def dataset_of(class_sizes):
@@ -55,3 +55,14 @@ def test_fraction_outside_0_1_is_rejected(fraction):
 def test_single_class_cannot_be_split():
     with pytest.raises(ValueError, match="at least two classes"):
         split_validation_classes(dataset_of([4]), 0.5)
+
+
+def test_cap_per_class_samples_each_class_down_and_keeps_the_rest():
+    labels = np.repeat([0, 1, 2], [10, 3, 6])
+    dataset = ArrayImageDataset(np.zeros((19, 2, 2), np.uint8), labels, ["a", "b", "c"])
+    capped = cap_per_class(dataset, 4, seed=1)
+    assert np.bincount(capped.labels).tolist() == [4, 3, 4]
+    assert capped.class_names == ["a", "b", "c"]
+    assert cap_per_class(dataset, 4, seed=1).labels.tolist() == capped.labels.tolist()
+    with pytest.raises(ValueError, match="at least 2"):
+        cap_per_class(dataset, 1)

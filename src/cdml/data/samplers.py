@@ -21,7 +21,10 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
 
     Each chosen class gives ``k = batch_size / classes_per_batch`` of its indices, drawn
     without replacement, or with replacement when it has fewer than ``k``; a batch lists them
-    class by class. Classes are visited in rounds, each round a fresh random permutation of
+    class by class. When ``classes_per_batch`` does not divide ``batch_size`` (seed 000's
+    C/m = 0.75 for Stanford Online Products: 96 classes in 128), the first
+    ``batch_size mod classes_per_batch`` classes of a batch give ``floor(k) + 1`` images and
+    the others ``floor(k)``. Classes are visited in rounds, each round a fresh random permutation of
     all ``C`` classes cut into consecutive groups (a class left over at the end of a round
     is moved to the end of the next one, so no batch holds a class twice).
 
@@ -33,8 +36,8 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
     Args:
         labels: (n,) class label of every item of the dataset.
         batch_size: indices per batch.
-        classes_per_batch: distinct classes per batch; must divide ``batch_size`` and not
-            exceed the number of classes.
+        classes_per_batch: distinct classes per batch; at most ``batch_size`` and the
+            number of classes.
         seed: base seed of the random order.
     """
 
@@ -49,10 +52,9 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                 f"batch_size and classes_per_batch must be positive, got {batch_size} "
                 f"and {classes_per_batch}"
             )
-        if batch_size % classes_per_batch:
+        if classes_per_batch > batch_size:
             raise ValueError(
-                f"batch_size ({batch_size}) must be divisible by classes_per_batch "
-                f"({classes_per_batch})"
+                f"classes_per_batch ({classes_per_batch}) exceeds batch_size ({batch_size})"
             )
         _, class_of = np.unique(labels, return_inverse=True)
         counts = np.bincount(class_of)
@@ -66,7 +68,10 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         self.num_items = labels.size
         self.batch_size = batch_size
         self.classes_per_batch = classes_per_batch
-        self.samples_per_class = batch_size // classes_per_batch
+        share, extra = divmod(batch_size, classes_per_batch)
+        # Images each class position of a batch gives.
+        self.samples_per_class = np.full(classes_per_batch, share)
+        self.samples_per_class[:extra] += 1
         self.seed = seed
         self.epoch = 0
 
@@ -86,10 +91,12 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        k = self.samples_per_class
         for classes in self._class_groups(rng):
-            members = [self._members[c] for c in classes]
-            yield np.concatenate([rng.choice(m, k, replace=len(m) < k) for m in members]).tolist()
+            draws = []
+            for c, k in zip(classes, self.samples_per_class, strict=True):
+                members = self._members[c]
+                draws.append(rng.choice(members, k, replace=len(members) < k))
+            yield np.concatenate(draws).tolist()
 
     def _class_groups(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """``len(self)`` groups of ``classes_per_batch`` distinct class indices."""

@@ -34,3 +34,18 @@ def split_validation_classes(
         dataset.subset(np.flatnonzero(~is_validation)),
         dataset.subset(np.flatnonzero(is_validation)),
     )
+
+
+def cap_per_class(dataset: LabelledDataset, cap: int, seed: int = 0) -> LabelledDataset:
+    """At most ``cap`` images of each class of ``dataset`` (a seeded sample, order kept).
+
+    Every class keeps at least ``min(cap, its size)`` images, so the class set is unchanged.
+    """
+    if cap < 2:
+        raise ValueError(f"cap must be at least 2 images per class, got {cap}")
+    rng = np.random.default_rng(seed)
+    keep = [
+        rng.choice(members, cap, replace=False) if len(members) > cap else members
+        for members in (np.flatnonzero(dataset.labels == c) for c in range(dataset.num_classes))
+    ]
+    return dataset.subset(np.sort(np.concatenate(keep)))

@@ -41,7 +41,10 @@ class EmbeddingModel(nn.Module):
         super().__init__()
         self.freeze_bn = freeze_bn
         self.backbone = create_backbone(backbone_name, pretrained=pretrained, weights=weights)
-        self.head = EmbeddingHead(self.backbone.num_features, embedding_size, normalize=normalize)
+        # timm models with a pre-logits layer (e.g. MobileNetV3's conv_head) output
+        # ``head_hidden_size`` features after pooling, the others ``num_features``.
+        features = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.head = EmbeddingHead(features, embedding_size, normalize=normalize)
         self.train()  # applies freeze_bn from the start
 
     @property

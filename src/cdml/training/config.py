@@ -1,0 +1,212 @@
+"""Run configuration: nested dataclasses, read from YAML, overridable from the command line.
+
+A config file holds any subset of the sections below; what it leaves out keeps its default.
+Values are read with ``yaml.safe_load`` and checked against the field types here: nothing in a
+config file is executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how batches are formed."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    image_size: int = 64
+    resize_ratio: float = 256 / 227  # test-time resize before the centre crop, as in the papers
+    mean: list[float] | None = None  # input normalisation; None: the backbone's weights' own
+    std: list[float] | None = None
+    batch_size: int = 64
+    classes_per_batch: int = 16
+    val_fraction: float = 0.2  # share of the training classes held out for model selection
+    # Quick runs: at most this many images per class in validation and test (seeded sample);
+    # None evaluates every image, as the papers' protocol does.
+    max_eval_per_class: int | None = None
+    num_workers: int = 0
+    skip_bad: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and embedding head."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    weights: str | None = None  # a state-dict file for backbones other than efficientnet_lite0
+    embedding_size: int = 64
+    normalize: bool = True  # L2-normalise embeddings (seed 000 does not for lifted / N-pairs)
+    freeze_bn: bool = False
+
+
+@dataclass
+class LossConfig:
+    """The loss (a name of ``cdml.losses.LOSSES``) and its constructor arguments."""
+
+    name: str = "facility"
+    params: dict[str, Any] = field(default_factory=dict)
+    margin_decay: float = 0.94  # facility location: margin multiplier x this, every epoch
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, learning rates per part, and step decay."""
+
+    name: str = "rmsprop"  # rmsprop | adam | radam | sgd
+    backbone_lr: float = 1e-4
+    head_lr: float = 1e-3
+    loss_lr: float = 1e-3  # parameters owned by the loss (Group Loss's classifier)
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr is multiplied
+    lr_gamma: float = 0.1
+    warmup_epochs: int = 0  # epochs training only the loss's own parameters (Group Loss)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings."""
+
+    epochs: int = 10
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    limit_train_batches: int | float = 1.0
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Test protocol."""
+
+    ks: list[int] | None = None  # None: the dataset's usual K (1,2,4,8 or 1,10,100,1000)
+    nmi: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; ``out`` is the run's folder."""
+
+    out: str = "runs/cdml"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config file into a :class:`RunConfig` (unknown keys are errors)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return from_dict(RunConfig, data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and value type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise ValueError(f"unknown setting {name!r} (known: {', '.join(fields)})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping")
+            values[key] = from_dict(hint, value, prefix=f"{name}.")
+        else:
+            values[key] = _check_type(value, hint, name)
+    return cls(**values)
+
+
+def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return ``config`` with dotted keys replaced, e.g. ``{"optim.head_lr": 1e-3}``.
+
+    Keys under ``loss.params`` may be new (they are the loss's constructor arguments); any
+    other unknown key, or a value of the wrong type, raises ``ValueError``.
+    """
+    data = config.to_dict()
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown setting {dotted!r}")
+            node = node[part]
+        if leaf not in node and not (parents and parents[-1] == "params"):
+            raise ValueError(f"unknown setting {dotted!r}")
+        node[leaf] = value
+    return from_dict(RunConfig, data)
+
+
+def _check_type(value: Any, hint: Any, name: str) -> Any:
+    """Return ``value`` if it fits ``hint`` (ints are accepted for floats), else raise."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(value, option, name)
+            except ValueError:
+                continue
+        raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(hint)
+            return [_check_type(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,159 @@
+"""The data side of a run: zero-shot splits, a validation split, class-balanced batches."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cdml.data import (
+    ClassBalancedBatchSampler,
+    DistributedClassBalancedBatchSampler,
+    LabelledDataset,
+    build_transforms,
+    cap_per_class,
+    load_dataset,
+    split_validation_classes,
+)
+from cdml.training.config import DataConfig
+
+EVAL_BATCH_SIZE = 256
+
+
+class MetricLearningDataModule(L.LightningDataModule):
+    """Train / validation / test loaders of one dataset's zero-shot halves.
+
+    The validation split holds out ``val_fraction`` of the *training* classes; the test split
+    is the unseen half. Training batches come from a class-balanced sampler (split over ranks
+    under DDP so that the ranks' shares form one global class-balanced batch), and every
+    training image's augmentation is seeded by (seed, epoch, position), so a resumed run draws
+    exactly the batches an uninterrupted one would have.
+    """
+
+    def __init__(self, config: DataConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.seed = seed
+        self.train_transform = transforms_of(config, train=True)
+        self.test_transform = transforms_of(config, train=False)
+        options: dict[str, Any] = {"skip_bad": True} if config.skip_bad else {}
+        self._options = options
+        full_train = self._load("train", self.train_transform)
+        if config.val_fraction > 0:
+            self.train_set, self.val_set = split_validation_classes(
+                full_train, config.val_fraction, seed=seed
+            )
+            self.val_set.transform = self.test_transform
+        else:
+            self.train_set, self.val_set = full_train, None
+        self.test_set = self._load("test", self.test_transform)
+        if config.max_eval_per_class:
+            self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
+            if self.val_set is not None:
+                self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
+
+    def _load(self, split: str, transform: Any) -> LabelledDataset:
+        return load_dataset(
+            self.config.dataset, self.config.root, split, transform=transform, **self._options
+        )
+
+    @property
+    def num_train_classes(self) -> int:
+        return self.train_set.num_classes
+
+    def train_dataloader(self) -> DataLoader:
+        sampler_args = dict(
+            labels=self.train_set.labels,
+            batch_size=self.config.batch_size,
+            classes_per_batch=self.config.classes_per_batch,
+            seed=self.seed,
+        )
+        world_size = self.trainer.world_size if self.trainer else 1
+        if world_size > 1:
+            batches: Sampler[list[int]] = DistributedClassBalancedBatchSampler(
+                **sampler_args, num_replicas=world_size, rank=self.trainer.global_rank
+            )
+        else:
+            batches = ClassBalancedBatchSampler(**sampler_args)
+        return DataLoader(
+            _SeededAugmentation(self.train_set),
+            batch_sampler=_SeededBatches(batches, self.seed),
+            num_workers=self.config.num_workers,
+            persistent_workers=self.config.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.val_set) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=EVAL_BATCH_SIZE,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+        )
+
+
+def transforms_of(config: DataConfig, train: bool) -> Any:
+    """The train or test pipeline of ``config`` (ImageNet normalisation if it names none)."""
+    normalisation = {"mean": config.mean, "std": config.std} if config.mean and config.std else {}
+    return build_transforms(
+        config.image_size, train=train, resize_ratio=config.resize_ratio, **normalisation
+    )
+
+
+class _SeededBatches(Sampler[list[tuple[int, int]]]):
+    """Wraps a batch sampler; each index is paired with a seed for its augmentation."""
+
+    def __init__(self, batches: Sampler[list[int]], seed: int) -> None:
+        self.batches = batches
+        self.seed = seed
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> _SeededBatches:
+        # Lightning calls ``set_epoch`` on ``loader.batch_sampler.sampler`` before every epoch.
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        rank = getattr(self.batches, "rank", 0)
+        for step, batch in enumerate(self.batches):
+            yield [
+                (index, _derive_seed(self.seed, self.epoch, rank, step, slot))
+                for slot, index in enumerate(batch)
+            ]
+
+
+class _SeededAugmentation(Dataset):
+    """``dataset[(index, seed)]``: the item at ``index``, its random transform seeded."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def _derive_seed(*parts: int) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF

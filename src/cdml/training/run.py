@@ -1,0 +1,205 @@
+"""A whole training run: build, train with model selection on validation classes, test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from cdml.io import write_json, write_text
+from cdml.losses import build_loss
+from cdml.models import EmbeddingModel
+from cdml.training.config import RunConfig
+from cdml.training.datamodule import MetricLearningDataModule
+from cdml.training.module import MetricLearningModule
+
+RETRIEVAL_KS = {"sop": (1, 10, 100, 1000)}
+DEFAULT_KS = (1, 2, 4, 8)
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+def dataset_ks(dataset: str) -> tuple[int, ...]:
+    """The Recall@K values the papers report for ``dataset``."""
+    return RETRIEVAL_KS.get(dataset, DEFAULT_KS)
+
+
+def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingModel:
+    """The embedding model of ``config`` (``pretrained`` overrides ``config.model.pretrained``)."""
+    m = config.model
+    return EmbeddingModel(
+        backbone_name=m.backbone,
+        embedding_size=m.embedding_size,
+        pretrained=m.pretrained if pretrained is None else pretrained,
+        weights=m.weights,
+        freeze_bn=m.freeze_bn,
+        normalize=m.normalize,
+    )
+
+
+def build_module(
+    config: RunConfig, model: EmbeddingModel, num_train_classes: int
+) -> MetricLearningModule:
+    """The LightningModule of ``config`` around ``model``: loss and optimiser settings."""
+    params: dict[str, Any] = dict(config.loss.params)
+    if config.loss.name == "group":
+        params.setdefault("embedding_size", config.model.embedding_size)
+        params.setdefault("num_classes", num_train_classes)
+    loss = build_loss(config.loss.name, **params)
+    return MetricLearningModule(
+        model,
+        loss,
+        config.optim,
+        margin_decay=config.loss.margin_decay,
+        ks=tuple(config.eval.ks or dataset_ks(config.data.dataset)),
+        nmi=config.eval.nmi,
+        hparams=config.to_dict(),
+    )
+
+
+def prepare_output(out: Path, resume: bool) -> Path:
+    """Check that ``out`` can hold this run; return the checkpoint to resume from (or None)."""
+    last = out / "checkpoints" / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise ValueError(f"--resume: no checkpoint to resume from at {last}")
+        return last
+    if (out / "checkpoints").exists() or (out / "metrics.json").exists():
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ValueError(f"output folder {out} is not writable ({error.strerror})") from None
+    return None
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up notices (accelerators, tips, restores) off the console."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+
+
+def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dict[str, Any]:
+    """Train as ``config`` says, write the run folder, return its ``metrics.json`` content.
+
+    The folder ``config.out`` receives ``config.yaml``, ``checkpoints/{best,last}.ckpt``,
+    ``logs/version_N/`` (CSV and TensorBoard, one version per start of the run) and
+    ``metrics.json``: ``{"test": ..., "val": ..., "untrained": ..., "epochs": N,
+    "checkpoint": ...}``. The best checkpoint is chosen by validation Recall@1 (on held-out
+    training classes); without a validation split the last one is used. ``baseline`` also
+    tests the untrained model (pretrained backbone, random head).
+    """
+    out = Path(config.out)
+    resume_from = prepare_output(out, resume)
+    quiet_lightning()
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+
+    model = build_model(config)
+    # Record the input normalisation of the weights, so the run folder describes itself.
+    config.data.mean = config.data.mean or list(model.data_config["mean"])
+    config.data.std = config.data.std or list(model.data_config["std"])
+    data = MetricLearningDataModule(config.data, seed=config.trainer.seed)
+    module = build_module(config, model, data.num_train_classes)
+    write_text(out / "config.yaml", config.to_yaml())
+
+    has_val = data.val_set is not None
+    # Two callbacks: the best epoch by validation Recall@1, and every epoch's end for --resume.
+    best_checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
+        monitor="val/recall@1",
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    last_checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks = [best_checkpoint, last_checkpoint] if has_val else [last_checkpoint]
+    trainer = _trainer(config, out, callbacks=callbacks)
+
+    untrained_file = out / "untrained.json"
+    if baseline and resume_from is None:
+        write_json(untrained_file, _test(config, module, data, out))
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+
+    selected = out / "checkpoints" / (BEST_CHECKPOINT if has_val else LAST_CHECKPOINT)
+    results: dict[str, Any] = {}
+    trainer.test(module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False)
+    results["test"] = dict(module.last_eval_metrics)
+    if has_val:
+        trainer.validate(
+            module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False
+        )
+        results["val"] = dict(module.last_eval_metrics)
+    if untrained_file.is_file():
+        results["untrained"] = json.loads(untrained_file.read_text())
+    results["epochs"] = trainer.current_epoch
+    results["checkpoint"] = os.path.relpath(selected, out)
+    write_json(out / "metrics.json", results)
+    return results
+
+
+def _test(
+    config: RunConfig, module: MetricLearningModule, data: Any, out: Path
+) -> dict[str, float]:
+    """Test metrics of ``module`` as it is now, with a throw-away trainer that logs nothing."""
+    trainer = L.Trainer(
+        accelerator=config.trainer.accelerator,
+        devices=1,
+        precision=config.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=out,
+    )
+    trainer.test(module, datamodule=data, verbose=False)
+    return dict(module.last_eval_metrics)
+
+
+def _trainer(config: RunConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
+    t = config.trainer
+    # Each start of the run (first, then every --resume) logs to its own version folder, so
+    # resuming never overwrites the logs of the epochs before the interruption.
+    version = f"version_{len(list((out / 'logs').glob('version_*')))}"
+    if t.progress_bar:
+        callbacks = [*callbacks, RichProgressBar()]
+    return L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        limit_train_batches=t.limit_train_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        callbacks=callbacks,
+        logger=[
+            CSVLogger(out, name="logs", version=version),
+            TensorBoardLogger(out, name="logs", version=version, default_hp_metric=False),
+        ],
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        default_root_dir=out,
+    )

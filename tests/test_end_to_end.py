@@ -1,0 +1,165 @@
+"""The main job through the command line on tiny data: train, resume, embed, evaluate, plot."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cdml.cli import main
+
+# A small randomly initialised backbone keeps the runs to seconds; the shipped weights of the
+# default backbone are tested in tests/models.
+TINY = [
+    "--dataset", "digits", "--loss", "facility", "--image-size", "16",
+    "--backbone", "test_resnet", "--set", "model.pretrained=false",
+    "--batch-size", "12", "--classes-per-batch", "3",
+    "--set", "data.val_fraction=0.4", "--set", "data.resize_ratio=1.0",
+    "--set", "trainer.limit_train_batches=3", "--set", "trainer.progress_bar=false",
+    "--set", "trainer.log_every_n_steps=1",
+]  # fmt: skip
+
+
+def train(out, *extra):
+    return main(["train", *TINY, "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert train(out, "--epochs", "1") == 0
+    return out
+
+
+def test_train_writes_the_run_folder(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics) >= {"test", "val", "untrained", "epochs", "checkpoint"}
+    assert set(metrics["test"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r"}
+    assert metrics["epochs"] == 1
+    assert (trained_run / "config.yaml").is_file()
+    assert (trained_run / "checkpoints" / "best.ckpt").is_file()
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    logged = (trained_run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss_step" in logged and "val/recall@1" in logged
+    assert "train/clustering_score_step" in logged and "train/margin_multiplier" in logged
+    assert list((trained_run / "logs" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_and_refuses_to_overwrite(trained_run, capsys):
+    assert train(trained_run, "--epochs", "1") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    first_log = (trained_run / "logs" / "version_0" / "metrics.csv").read_text()
+    assert main(["train", "--out", str(trained_run), "--resume", "--epochs", "2"]) == 0
+    assert json.loads((trained_run / "metrics.json").read_text())["epochs"] == 2
+    # The epochs before the interruption keep their log; the resumed ones get their own.
+    assert (trained_run / "logs" / "version_0" / "metrics.csv").read_text() == first_log
+    assert (trained_run / "logs" / "version_1" / "metrics.csv").is_file()
+
+
+def test_embed_evaluate_and_plot(trained_run, tmp_path, capsys):
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    embeddings = tmp_path / "test.npz"
+    args = ["--checkpoint", str(checkpoint), "--dataset", "digits", "--split", "test"]
+    assert main(["embed", *args, "--out", str(embeddings)]) == 0
+    with np.load(embeddings) as arrays:
+        assert arrays["embeddings"].shape == (896, 64)
+        assert np.allclose(np.linalg.norm(arrays["embeddings"], axis=1), 1, atol=1e-5)
+        assert sorted(set(arrays["labels"].tolist())) == [0, 1, 2, 3, 4]
+
+    report = tmp_path / "metrics.json"
+    assert main(["evaluate", *args, "--json", str(report)]) == 0
+    from_checkpoint = json.loads(report.read_text())
+    assert main(["evaluate", str(embeddings), "--json", str(report)]) == 0
+    assert json.loads(report.read_text()) == pytest.approx(from_checkpoint)
+
+    tsne = tmp_path / "tsne.png"
+    assert main(["plot", "--embeddings", str(embeddings), "--out", str(tsne), "--images"]) == 0
+    grid = tmp_path / "grid.png"
+    assert main(["plot", "--embeddings", str(embeddings), "--out", str(grid), "--retrieval"]) == 0
+    for figure in (tsne, grid):
+        assert Image.open(figure).format == "PNG"
+    assert "written to" in capsys.readouterr().out
+
+
+def test_embed_an_image_folder(trained_run, tmp_path):
+    folder = tmp_path / "images" / "nested"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 80 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "folder.npz"
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    assert main(["embed", "--checkpoint", str(checkpoint), "--images", str(tmp_path / "images"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    with np.load(out) as arrays:
+        assert arrays["embeddings"].shape == (3, 64)
+        assert [p.rsplit("/", 1)[-1] for p in arrays["paths"]] == ["0.png", "1.png", "2.png"]
+
+
+def test_interrupted_run_resumes_to_the_same_state(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert train(straight, "--epochs", "2", "--no-baseline") == 0
+    assert train(interrupted, "--epochs", "1", "--no-baseline") == 0
+    assert main(["train", "--out", str(interrupted), "--resume", "--epochs", "2"]) == 0
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+    a_metrics = json.loads((straight / "metrics.json").read_text())
+    b_metrics = json.loads((interrupted / "metrics.json").read_text())
+    assert b_metrics["test"] == pytest.approx(a_metrics["test"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--dataset", "digits"], "missing: --loss"),
+        (["train", "--config", "absent.yaml"], "--config: no such file"),
+        (["train", "--out", "nowhere", "--resume"], "no run to resume"),
+        (["train", *TINY, "--set", "optim.colour=red"], "unknown setting 'optim.colour'"),
+        (["train", *TINY, "--set", "novalue"], "--set expects KEY=VALUE"),
+        (
+            ["train", "--dataset", "cub200", "--data-root", "absent", "--loss", "facility"],
+            "cub200",
+        ),
+        (
+            ["embed", "--checkpoint", "absent.ckpt", "--dataset", "digits", "--out", "x.npz"],
+            "no such checkpoint",
+        ),
+        (["embed", "--checkpoint", "absent.ckpt", "--out", "x.npz"], "either --dataset"),
+        (["plot", "--embeddings", "absent.npz", "--out", "x.png"], "no such file"),
+        (["evaluate"], "give either"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert train(blocker / "run", "--epochs", "1") == 2
+    assert "not writable" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_bad_checkpoint_file_is_rejected(tmp_path, capsys):
+    fake = tmp_path / "fake.ckpt"
+    fake.write_bytes(b"\x80\x04not a checkpoint")
+    args = [
+        "embed",
+        "--checkpoint",
+        str(fake),
+        "--dataset",
+        "digits",
+        "--out",
+        str(tmp_path / "e.npz"),
+    ]
+    assert main(args) == 2
+    assert "not a readable cdml checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "e.npz").exists()

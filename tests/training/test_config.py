@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from cdml.training.config import RunConfig, apply_overrides, load_config
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    config = RunConfig()
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    method, dataset = path.stem.split("_", 1)
+    assert config.loss.name == method
+    assert config.data.dataset == dataset
+    assert config.data.classes_per_batch <= config.data.batch_size
+
+
+def test_every_method_and_benchmark_has_a_config():
+    names = {p.stem for p in CONFIGS}
+    for method in ("facility", "group", "triplet", "lifted", "npairs"):
+        for dataset in ("cub200", "cars196", "sop"):
+            assert f"{method}_{dataset}" in names
+
+
+def test_paper_settings_of_seed_000():
+    config = load_config(Path(__file__).parents[2] / "configs" / "facility_cub200.yaml")
+    assert config.data.batch_size == 128
+    assert config.data.classes_per_batch / config.data.batch_size == 0.25
+    assert config.model.embedding_size == 64
+    assert config.optim.name == "rmsprop"
+    assert config.loss.margin_decay == 0.94
+
+
+def test_overrides_take_natural_types():
+    config = apply_overrides(
+        RunConfig(), {"optim.head_lr": 0.5, "trainer.epochs": 3, "loss.params.pam_iters": 0}
+    )
+    assert config.optim.head_lr == 0.5
+    assert config.trainer.epochs == 3
+    assert config.loss.params == {"pam_iters": 0}
+
+
+def test_int_is_accepted_for_float():
+    assert apply_overrides(RunConfig(), {"optim.head_lr": 1}).optim.head_lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"optim.nope": 1}, "unknown setting 'optim.nope'"),
+        ({"nope.x": 1}, "unknown setting 'nope.x'"),
+        ({"trainer.epochs": "many"}, "trainer.epochs must be int"),
+        ({"trainer.epochs": True}, "trainer.epochs must be int"),
+        ({"optim.lr_milestones": [1, "x"]}, r"optim.lr_milestones\[1\] must be int"),
+        ({"data": 3}, "data must be a mapping"),
+    ],
+)
+def test_bad_overrides_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(RunConfig(), overrides)
+
+
+def test_bad_file_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  batch_size: [1\n")
+    with pytest.raises(ValueError, match="bad.yaml: not valid YAML"):
+        load_config(path)
+    path.write_text("data:\n  colour: red\n")
+    with pytest.raises(ValueError, match="bad.yaml: unknown setting 'data.colour'"):
+        load_config(path)
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("out: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(path)
