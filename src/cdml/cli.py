@@ -152,10 +152,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train on a built-in dataset and compare with the untrained model",
         description="Train the facility-location loss on Fashion-MNIST (the Debian package "
         "dataset-fashion-mnist) or, without it, scikit-learn's digits; print the unseen-class "
-        "test metrics beside the untrained model's and draw the t-SNE map.",
+        "test metrics beside the untrained model's and draw the t-SNE map. --loss, --dataset "
+        "and --seed run any method with the same budget (the rows of docs/results.md).",
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    demo.add_argument("--epochs", type=int, default=None)
+    demo.add_argument("--loss", choices=LOSS_NAMES, default="facility")
+    demo.add_argument("--dataset", choices=("fashion-mnist", "digits"), help="default: see above")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=int, default=None, help="default 4")
+    demo.add_argument("--no-plot", action="store_true", help="skip the t-SNE map")
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -192,10 +197,9 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 # train ------------------------------------------------------------------------------------
 def _run_train(args: argparse.Namespace) -> int:
-    import yaml
-
     from cdml.console import console, metrics_table
     from cdml.training import RunConfig, apply_overrides, load_config, train
+    from cdml.training.config import parse_yaml
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
     overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -204,8 +208,8 @@ def _run_train(args: argparse.Namespace) -> int:
         if not sep:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
+            overrides[key] = parse_yaml(value)
+        except ValueError:
             raise UsageError(f"--set {key}: cannot read value {value!r}") from None
     if args.resume:
         out = Path(overrides.get("out", RunConfig().out))
@@ -408,7 +412,14 @@ def _check_writable(path: Path) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from cdml.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs)
+    run_demo(
+        args.out,
+        loss=args.loss,
+        dataset=args.dataset,
+        seed=args.seed,
+        epochs=args.epochs,
+        plot=not args.no_plot,
+    )
     return 0
 
 

@@ -62,12 +62,30 @@ def test_train_pipeline_crops_at_random_and_flips():
     assert not all(torch.equal(outs[0], o) for o in outs[1:])
 
 
+def test_full_crop_scale_keeps_the_whole_image():
+    # With the whole area kept and a square source, the only randomness left is the flip.
+    ramp = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (40, 1))
+    transform = build_transforms(
+        20, train=True, mean=(0, 0, 0), std=(1, 1, 1), crop_scale=(1.0, 1.0)
+    )
+    test = build_transforms(20, train=False, mean=(0, 0, 0), std=(1, 1, 1), resize_ratio=1.0)
+    expected = test(Image.fromarray(ramp))
+    torch.manual_seed(0)
+    for _ in range(10):
+        out = transform(Image.fromarray(ramp))
+        assert torch.allclose(out, expected, atol=1e-6) or torch.allclose(
+            out.flip(-1), expected, atol=1e-6
+        )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"image_size": 0}, "image_size must be positive"),
         ({"resize_ratio": 0.9}, "resize_ratio must be at least 1"),
         ({"mean": (0.5,)}, "mean and std need 3 values"),
+        ({"crop_scale": (0.0, 1.0)}, "crop_scale must be"),
+        ({"crop_scale": (0.9, 0.5)}, "crop_scale must be"),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, message):

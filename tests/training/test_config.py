@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cdml.training.config import RunConfig, apply_overrides, load_config
+from cdml.training.config import RunConfig, apply_overrides, load_config, parse_yaml
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -46,6 +46,16 @@ def test_overrides_take_natural_types():
     assert config.optim.head_lr == 0.5
     assert config.trainer.epochs == 3
     assert config.loss.params == {"pam_iters": 0}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3e-5", 3e-5), ("1E+3", 1e3), ("-2.5e-1", -0.25), ("1.0e-5", 1e-5), ("12", 12), ("e5", "e5")],
+)
+def test_exponent_floats_are_read_as_numbers(text, value):
+    # YAML 1.1 (PyYAML's default) would read "3e-5" as a string.
+    assert parse_yaml(text) == value
+    assert type(parse_yaml(text)) is type(value)
 
 
 def test_int_is_accepted_for_float():

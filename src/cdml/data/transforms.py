@@ -19,14 +19,15 @@ def build_transforms(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     resize_ratio: float = DEFAULT_RESIZE_RATIO,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> v2.Compose:
     """The train or test pipeline for square ``image_size`` inputs.
 
-    Train: random resized crop to ``image_size`` (torchvision's default scale 0.08-1 and
-    aspect 3/4-4/3), random horizontal flip. Test: resize the shorter side to
-    ``round(image_size * resize_ratio)``, centre crop ``image_size``. Both convert grayscale
-    to 3 channels first and end with ``(x / 255 - mean) / std`` per channel, ``mean`` and
-    ``std`` being the backbone's normalisation (ImageNet's by default).
+    Train: random resized crop to ``image_size`` (a ``crop_scale`` share of the image area,
+    default torchvision's 0.08-1, aspect 3/4-4/3), random horizontal flip. Test: resize the
+    shorter side to ``round(image_size * resize_ratio)``, centre crop ``image_size``. Both
+    convert grayscale to 3 channels first and end with ``(x / 255 - mean) / std`` per channel,
+    ``mean`` and ``std`` being the backbone's normalisation (ImageNet's by default).
     Output: float32 tensor (3, image_size, image_size).
     """
     if image_size < 1:
@@ -35,8 +36,12 @@ def build_transforms(
         raise ValueError(f"resize_ratio must be at least 1 (resize, then crop), got {resize_ratio}")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values (RGB), got {len(mean)} and {len(std)}")
+    if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(
+            f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {crop_scale}"
+        )
     if train:
-        geometry = [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
+        geometry = [v2.RandomResizedCrop(image_size, scale=crop_scale), v2.RandomHorizontalFlip()]
     else:
         geometry = [v2.Resize(round(image_size * resize_ratio)), v2.CenterCrop(image_size)]
     return v2.Compose(

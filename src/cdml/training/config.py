@@ -1,13 +1,14 @@
 """Run configuration: nested dataclasses, read from YAML, overridable from the command line.
 
 A config file holds any subset of the sections below; what it leaves out keeps its default.
-Values are read with ``yaml.safe_load`` and checked against the field types here: nothing in a
+Values are read with a safe YAML loader and checked against the field types here: nothing in a
 config file is executed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class DataConfig:
     root: str | None = None
     image_size: int = 64
     resize_ratio: float = 256 / 227  # test-time resize before the centre crop, as in the papers
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # train crop area range
     mean: list[float] | None = None  # input normalisation; None: the backbone's weights' own
     std: list[float] | None = None
     batch_size: int = 64
@@ -70,7 +72,7 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr is multiplied
     lr_gamma: float = 0.1
-    warmup_epochs: int = 0  # epochs training only the loss's own parameters (Group Loss)
+    warmup_epochs: int = 0  # first epochs on the loss's warm-up objective (Group Loss: its CE)
 
 
 @dataclass
@@ -116,13 +118,33 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Plain data (mappings, lists, scalars) from YAML ``text``; no object is constructed.
+    Invalid YAML raises ``ValueError``."""
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ValueError(f"not valid YAML ({error})") from None
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read a YAML config file into a :class:`RunConfig` (unknown keys are errors)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of sections at the top level")
     try:

@@ -20,6 +20,7 @@ from cdml.data import (
     split_validation_classes,
 )
 from cdml.training.config import DataConfig
+from cdml.training.distributed import ShardSampler
 
 EVAL_BATCH_SIZE = 256
 
@@ -93,10 +94,17 @@ class MetricLearningDataModule(L.LightningDataModule):
         return self._eval_loader(self.test_set)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        # Under DDP each rank embeds its own shard; the module gathers them back in order.
+        world_size = self.trainer.world_size if self.trainer else 1
+        sampler = (
+            ShardSampler(len(dataset), world_size, self.trainer.global_rank)
+            if world_size > 1
+            else None
+        )
         return DataLoader(
             dataset,
             batch_size=EVAL_BATCH_SIZE,
-            shuffle=False,
+            sampler=sampler,
             num_workers=self.config.num_workers,
         )
 
@@ -105,7 +113,11 @@ def transforms_of(config: DataConfig, train: bool) -> Any:
     """The train or test pipeline of ``config`` (ImageNet normalisation if it names none)."""
     normalisation = {"mean": config.mean, "std": config.std} if config.mean and config.std else {}
     return build_transforms(
-        config.image_size, train=train, resize_ratio=config.resize_ratio, **normalisation
+        config.image_size,
+        train=train,
+        resize_ratio=config.resize_ratio,
+        crop_scale=tuple(config.crop_scale),
+        **normalisation,
     )
 
 
@@ -130,10 +142,12 @@ class _SeededBatches(Sampler[list[tuple[int, int]]]):
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        rank = getattr(self.batches, "rank", 0)
+        # Seeds follow the slot in the *global* batch: any number of ranks draws the same
+        # augmentations as one process.
+        offset = getattr(self.batches, "rank", 0) * getattr(self.batches, "local_batch_size", 0)
         for step, batch in enumerate(self.batches):
             yield [
-                (index, _derive_seed(self.seed, self.epoch, rank, step, slot))
+                (index, _derive_seed(self.seed, self.epoch, step, offset + slot))
                 for slot, index in enumerate(batch)
             ]
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from cdml.metrics import evaluate
 from cdml.training.config import OptimConfig
+from cdml.training.distributed import gather_shards, gather_with_grad
 
 OPTIMIZERS = {
     "rmsprop": torch.optim.RMSprop,
@@ -30,9 +31,9 @@ class MetricLearningModule(L.LightningModule):
       released code fine-tunes a classifier first); the learning rate is multiplied by
       ``lr_gamma`` at every epoch of ``lr_milestones``.
     - Under DDP every rank gathers all ranks' embeddings and labels (with gradients) so the loss
-      sees the global batch.
-    - Validation and test embed their whole split and compute ``cdml.metrics.evaluate`` on it
-      (every rank sees the whole split: evaluation loaders are not sharded).
+      sees the global batch, and the parameters get the single-process gradient of that batch.
+    - Validation and test embed their split (each rank a shard under DDP), and compute
+      ``cdml.metrics.evaluate`` on the whole split once, on rank 0.
 
     Args:
         model: images ``(B, 3, H, W)`` -> embeddings ``(B, d)``, with ``param_groups``.
@@ -85,9 +86,8 @@ class MetricLearningModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         images, labels = batch
         embeddings = self.model(images)
-        if self.trainer.world_size > 1:
-            embeddings = self.all_gather(embeddings, sync_grads=True).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
+        # Under DDP the loss sees the global batch, gradients equal to one process's on it.
+        embeddings, labels = gather_with_grad(embeddings), gather_with_grad(labels)
         if self.current_epoch < self.optim.warmup_epochs:
             loss = self.loss.warmup_loss(embeddings, labels)
         else:
@@ -142,16 +142,22 @@ class MetricLearningModule(L.LightningModule):
         self._eval_outputs.append((self.model(images).float(), labels))
 
     def _evaluate(self, stage: str, ks: tuple[int, ...], nmi: bool) -> None:
-        embeddings = torch.cat([e for e, _ in self._eval_outputs])
-        labels = torch.cat([y for _, y in self._eval_outputs])
+        # Under DDP each rank embedded a shard of the split: gather the whole split, compute
+        # the metrics once on rank 0 and share them, so every rank logs the same values.
+        embeddings = gather_shards(torch.cat([e for e, _ in self._eval_outputs]))
+        labels = gather_shards(torch.cat([y for _, y in self._eval_outputs]))
         self._eval_outputs.clear()
         if self.trainer.sanity_checking:
             return
-        candidates = len(labels) - 1
-        metrics = evaluate(embeddings, labels, ks=[k for k in ks if k <= candidates], nmi=nmi)
+        metrics: dict[str, float] = {}
+        if self.trainer.is_global_zero:
+            candidates = len(labels) - 1
+            ks = [k for k in ks if k <= candidates]
+            metrics = evaluate(embeddings, labels, ks=ks, nmi=nmi)
+        metrics = self.trainer.strategy.broadcast(metrics, src=0)
         self.last_eval_metrics = metrics
         for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@1", rank_zero_only=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@1")
 
 
 def _loss_statistics(loss: nn.Module) -> dict[str, torch.Tensor]:

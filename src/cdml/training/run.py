@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.io import write_json, write_text
 from cdml.losses import build_loss
@@ -105,7 +106,12 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     tests the untrained model (pretrained backbone, random head).
     """
     out = Path(config.out)
-    resume_from = prepare_output(out, resume)
+    # Under DDP every process runs this function; only rank 0 checks and writes the folder.
+    is_zero = rank_zero_only.rank == 0
+    if is_zero:
+        resume_from = prepare_output(out, resume)
+    else:
+        resume_from = out / "checkpoints" / LAST_CHECKPOINT if resume else None
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
@@ -115,7 +121,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     config.data.std = config.data.std or list(model.data_config["std"])
     data = MetricLearningDataModule(config.data, seed=config.trainer.seed)
     module = build_module(config, model, data.num_train_classes)
-    write_text(out / "config.yaml", config.to_yaml())
+    if is_zero:
+        write_text(out / "config.yaml", config.to_yaml())
 
     has_val = data.val_set is not None
     # Two callbacks: the best epoch by validation Recall@1, and every epoch's end for --resume.
@@ -137,7 +144,7 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     trainer = _trainer(config, out, callbacks=callbacks)
 
     untrained_file = out / "untrained.json"
-    if baseline and resume_from is None:
+    if baseline and resume_from is None and is_zero:
         write_json(untrained_file, _test(config, module, data, out))
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
@@ -154,7 +161,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
         results["untrained"] = json.loads(untrained_file.read_text())
     results["epochs"] = trainer.current_epoch
     results["checkpoint"] = os.path.relpath(selected, out)
-    write_json(out / "metrics.json", results)
+    if trainer.is_global_zero:
+        write_json(out / "metrics.json", results)
     return results
 
 

@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from cdml.cli import main
+from cdml.demo import demo_config, fashion_mnist_available
+
+
+def test_demo_budget_is_the_same_for_every_loss(tmp_path):
+    configs = {
+        loss: demo_config(tmp_path, loss=loss, dataset="digits", seed=3)
+        for loss in ("facility", "triplet", "lifted", "npairs", "group")
+    }
+    for config in configs.values():
+        assert (config.data.batch_size, config.data.classes_per_batch) == (60, 5)
+        assert (config.trainer.epochs, config.trainer.seed) == (4, 3)
+        assert config.trainer.limit_train_batches == 15
+    assert not configs["lifted"].model.normalize and not configs["npairs"].model.normalize
+    assert configs["facility"].model.normalize and configs["group"].model.normalize
+
+
+def test_demo_prefers_fashion_mnist_when_present(tmp_path):
+    expected = "fashion-mnist" if fashion_mnist_available() else "digits"
+    assert demo_config(tmp_path).data.dataset == expected
+
+
+@pytest.mark.slow
+def test_demo_runs_and_draws(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--dataset", "digits", "--epochs", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"test", "untrained"}
+    assert (out / "tsne.png").is_file()
