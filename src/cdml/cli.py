@@ -17,7 +17,7 @@ import numpy as np
 
 from cdml import __version__
 
-LOSS_NAMES = ("facility", "group", "triplet", "lifted", "npairs")
+LOSS_NAMES = ("facility", "group", "triplet", "lifted", "npairs", "cbswr", "sme", "mom")
 
 # Command-line flags of `cdml train` and the config keys they set.
 TRAIN_FLAGS = {
@@ -75,7 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "logs/ and metrics.json to --out.",
     )
     train.add_argument("--config", type=Path, help="YAML config file")
-    train.add_argument("--dataset", help="cub200, cars196, sop, csv, fashion-mnist, digits")
+    train.add_argument(
+        "--dataset", help="cub200, cars196, sop, csv, fashion-mnist, digits, folder (unlabelled)"
+    )
     train.add_argument("--data-root", help="the dataset's folder (the CSV file for csv)")
     train.add_argument("--loss", choices=LOSS_NAMES)
     train.add_argument("--epochs", type=int)
@@ -228,8 +230,9 @@ def _run_train(args: argparse.Namespace) -> int:
     console.print(f"run folder: {Path(config.out).resolve()}")
     results = train(config, resume=args.resume, baseline=not args.no_baseline)
     rows = {"untrained": results["untrained"]} if "untrained" in results else {}
-    rows[f"trained ({config.loss.name})"] = results["test"]
-    console.print(metrics_table(rows, title=f"{config.data.dataset}: unseen test classes"))
+    if "test" in results:
+        rows[f"trained ({config.loss.name})"] = results["test"]
+        console.print(metrics_table(rows, title=f"{config.data.dataset}: unseen test classes"))
     console.print(
         f"outputs in {Path(config.out).resolve()}: metrics.json, config.yaml, "
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"

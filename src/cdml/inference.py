@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from cdml.data.folder import find_images
 from cdml.data.image_dataset import open_rgb
 from cdml.models import EmbeddingModel
 from cdml.training.config import RunConfig, from_dict
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+__all__ = ["ImageFolderFiles", "embed", "find_images", "load_checkpoint"]
 
 
 def load_checkpoint(
@@ -69,17 +70,6 @@ def embed(
         embeddings.append(model(images.to(device)).float().cpu())
         labels.append(torch.as_tensor(batch_labels))
     return torch.cat(embeddings).numpy(), torch.cat(labels).numpy()
-
-
-def find_images(folder: str | Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively, sorted)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"{folder}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return paths
 
 
 class ImageFolderFiles(Dataset):

@@ -6,7 +6,8 @@ from cdml.data import DATASETS, SPLITS, load_dataset
 
 
 def test_every_dataset_of_the_issue_is_registered():
-    assert set(DATASETS) == {"cub200", "cars196", "sop", "csv", "fashion-mnist", "digits"}
+    expected = {"cub200", "cars196", "sop", "csv", "fashion-mnist", "digits", "folder"}
+    assert set(DATASETS) == expected
     assert SPLITS == ("train", "test")
 
 

@@ -34,6 +34,16 @@ def test_forward_is_head_of_features(pretrained_model):
     torch.testing.assert_close(embeddings, pretrained_model.head(features))
 
 
+@pytest.mark.parametrize("backbone", [TINY, "test_resnet", "mobilenetv3_small_050"])
+def test_embedding_of_feature_maps_equals_forward(backbone):
+    model = EmbeddingModel(backbone, embedding_size=8, pretrained=False).eval()
+    images = torch.rand(3, 3, 48, 48)
+    with torch.no_grad():
+        maps = model.feature_maps(images)
+        assert maps.ndim == 4 and maps.shape[:2] == (3, model.backbone.num_features)
+        torch.testing.assert_close(model.embed_feature_maps(maps), model(images))
+
+
 def test_data_config_is_the_backbone_weights_normalisation(pretrained_model):
     assert pretrained_model.data_config["mean"] == (0.5, 0.5, 0.5)
     random_model = EmbeddingModel(TINY, pretrained=False)

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from cdml.training.config import RunConfig, apply_overrides, load_config, parse_yaml
+from cdml.training.config import (
+    RunConfig,
+    apply_overrides,
+    load_config,
+    parse_yaml,
+    resolve_defaults,
+)
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -28,6 +34,32 @@ def test_every_method_and_benchmark_has_a_config():
     for method in ("facility", "group", "triplet", "lifted", "npairs"):
         for dataset in ("cub200", "cars196", "sop"):
             assert f"{method}_{dataset}" in names
+    for method in ("cbswr", "sme", "mom"):
+        for dataset in ("cub200", "cars196"):
+            assert f"{method}_{dataset}" in names
+
+
+def test_released_settings_of_seed_001():
+    config = load_config(Path(__file__).parents[2] / "configs" / "cbswr_cub200.yaml")
+    assert config.loss.params == {
+        "num_clusters": 32,
+        "temperature": 0.1,
+        "metric_weight": 0.9,
+        "rim_weight": 0.3,
+        "reconstruction_weight": 0.001,
+        "neighbour_pairs": True,
+    }
+    assert config.model.embedding_size == 128 and config.data.batch_size == 64
+    assert (config.optim.name, config.optim.backbone_lr, config.trainer.epochs) == ("sgd", 1e-3, 30)
+
+
+def test_method_dependent_defaults():
+    supervised = resolve_defaults(RunConfig())
+    assert supervised.model.embedding_size == 64 and supervised.data.val_fraction == 0.2
+    unsupervised = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
+    assert unsupervised.model.embedding_size == 128 and unsupervised.data.val_fraction == 0.0
+    explicit = apply_overrides(RunConfig(), {"loss.name": "sme", "model.embedding_size": 32})
+    assert resolve_defaults(explicit).model.embedding_size == 32
 
 
 def test_paper_settings_of_seed_000():

@@ -11,6 +11,7 @@ from cdml.data.builtin import load_digits, load_fashion_mnist
 from cdml.data.cars import load_cars196
 from cdml.data.csv_list import load_csv
 from cdml.data.cub import load_cub200
+from cdml.data.folder import load_folder
 from cdml.data.sop import load_sop
 
 DATASETS: dict[str, Callable[..., LabelledDataset]] = {
@@ -20,6 +21,7 @@ DATASETS: dict[str, Callable[..., LabelledDataset]] = {
     "csv": load_csv,
     "fashion-mnist": load_fashion_mnist,
     "digits": load_digits,
+    "folder": load_folder,
 }
 
 

@@ -2,7 +2,7 @@
 
 The facility-location loss draws batches of ``n`` examples from ``C`` classes (C/n in
 {0.25, 0.5, 0.75}); Group Loss uses classes x samples per class (e.g. 6 x 9). The
-unsupervised method needs no labels: a plain ``DataLoader(..., shuffle=True)`` serves it.
+unsupervised methods need no labels: see ``cdml.data.unlabelled``.
 """
 
 from __future__ import annotations

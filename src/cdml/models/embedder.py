@@ -56,6 +56,16 @@ class EmbeddingModel(nn.Module):
         """Backbone pooled features ``(B, num_features)``."""
         return self.backbone(images)
 
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``(B, C, h, w)``, before pooling."""
+        return self.backbone.forward_features(images)
+
+    def embed_feature_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, embedding_size)`` of feature maps ``(B, C, h, w)``: pooling (and
+        whatever the backbone applies after it), then the head. ``embed_feature_maps(
+        feature_maps(x))`` equals ``forward(x)``."""
+        return self.head(self.backbone.forward_head(maps))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
 

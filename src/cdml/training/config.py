@@ -31,7 +31,9 @@ class DataConfig:
     std: list[float] | None = None
     batch_size: int = 64
     classes_per_batch: int = 16
-    val_fraction: float = 0.2  # share of the training classes held out for model selection
+    # Share of the training classes held out for model selection; None: 0.2, or 0 for the
+    # unsupervised methods (choosing the classes would read the training labels).
+    val_fraction: float | None = None
     # Quick runs: at most this many images per class in validation and test (seeded sample);
     # None evaluates every image, as the papers' protocol does.
     max_eval_per_class: int | None = None
@@ -46,7 +48,7 @@ class ModelConfig:
     backbone: str = "tf_efficientnet_lite0"
     pretrained: bool = True
     weights: str | None = None  # a state-dict file for backbones other than efficientnet_lite0
-    embedding_size: int = 64
+    embedding_size: int | None = None  # None: 64 (seed 000), 128 for the unsupervised methods
     normalize: bool = True  # L2-normalise embeddings (seed 000 does not for lifted / N-pairs)
     freeze_bn: bool = False
 
@@ -136,6 +138,19 @@ def parse_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ValueError(f"not valid YAML ({error})") from None
+
+
+UNSUPERVISED_LOSSES = ("cbswr", "sme", "mom")
+
+
+def resolve_defaults(config: RunConfig) -> RunConfig:
+    """Fill the settings whose default depends on the method (see their comments)."""
+    unsupervised = config.loss.name in UNSUPERVISED_LOSSES
+    if config.model.embedding_size is None:
+        config.model.embedding_size = 128 if unsupervised else 64
+    if config.data.val_fraction is None:
+        config.data.val_fraction = 0.0 if unsupervised else 0.2
+    return config
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +20,12 @@ from cdml.data import (
     load_dataset,
     split_validation_classes,
 )
+from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.training.config import DataConfig
 from cdml.training.distributed import ShardSampler
 
 EVAL_BATCH_SIZE = 256
+UNLABELLED_DATASETS = ("folder",)
 
 
 class MetricLearningDataModule(L.LightningDataModule):
@@ -51,9 +54,15 @@ class MetricLearningDataModule(L.LightningDataModule):
             self.val_set.transform = self.test_transform
         else:
             self.train_set, self.val_set = full_train, None
-        self.test_set = self._load("test", self.test_transform)
+        # An unlabelled image folder has no test split: such runs are not evaluated.
+        self.test_set = (
+            None
+            if config.dataset in UNLABELLED_DATASETS
+            else self._load("test", self.test_transform)
+        )
         if config.max_eval_per_class:
-            self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
+            if self.test_set is not None:
+                self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
 
@@ -90,8 +99,8 @@ class MetricLearningDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader(self.val_set) if self.val_set is not None else []
 
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_set)
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.test_set) if self.test_set is not None else []
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         # Under DDP each rank embeds its own shard; the module gathers them back in order.
@@ -119,6 +128,45 @@ def transforms_of(config: DataConfig, train: bool) -> Any:
         crop_scale=tuple(config.crop_scale),
         **normalisation,
     )
+
+
+class UnlabelledDataModule(MetricLearningDataModule):
+    """The data of the unsupervised methods: shuffled batches of :class:`Views` (two views of
+    each image, or anchor / positive / negative images) that carry no label, and the training
+    images without augmentation for mining pairs (:meth:`pairing_dataloader`). Validation
+    classes are not carved from the training split (that would read its labels); the test
+    split is evaluated as usual.
+    """
+
+    def __init__(self, config: DataConfig, seed: int = 0) -> None:
+        if config.val_fraction > 0:
+            raise ValueError(
+                "data.val_fraction must be 0 for the unsupervised methods: holding out "
+                "training classes would read the training labels"
+            )
+        super().__init__(config, seed)
+        self.sampler: UnlabelledBatchSampler | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        world_size = self.trainer.world_size if self.trainer else 1
+        self.sampler = UnlabelledBatchSampler(
+            len(self.train_set),
+            self.config.batch_size,
+            seed=self.seed,
+            num_replicas=world_size,
+            rank=self.trainer.global_rank if self.trainer else 0,
+        )
+        return DataLoader(
+            Views(self.train_set),
+            batch_sampler=self.sampler,
+            num_workers=self.config.num_workers,
+        )
+
+    def pairing_dataloader(self) -> DataLoader:
+        """The training images, test transform, in order (sharded under DDP)."""
+        images = copy.copy(self.train_set)
+        images.transform = self.test_transform
+        return self._eval_loader(images)
 
 
 class _SeededBatches(Sampler[list[tuple[int, int]]]):

@@ -15,12 +15,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from cdml.console import console
 from cdml.io import write_json, write_text
 from cdml.losses import build_loss
 from cdml.models import EmbeddingModel
-from cdml.training.config import RunConfig
-from cdml.training.datamodule import MetricLearningDataModule
+from cdml.training.config import RunConfig, resolve_defaults
+from cdml.training.datamodule import MetricLearningDataModule, UnlabelledDataModule
 from cdml.training.module import MetricLearningModule
+from cdml.training.unsupervised import OBJECTIVES, CBSwRObjective, UnsupervisedModule
 
 RETRIEVAL_KS = {"sop": (1, 10, 100, 1000)}
 DEFAULT_KS = (1, 2, 4, 8)
@@ -49,20 +51,32 @@ def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingM
 def build_module(
     config: RunConfig, model: EmbeddingModel, num_train_classes: int
 ) -> MetricLearningModule:
-    """The LightningModule of ``config`` around ``model``: loss and optimiser settings."""
-    params: dict[str, Any] = dict(config.loss.params)
-    if config.loss.name == "group":
-        params.setdefault("embedding_size", config.model.embedding_size)
-        params.setdefault("num_classes", num_train_classes)
-    loss = build_loss(config.loss.name, **params)
+    """The LightningModule of ``config`` around ``model``: loss (or unsupervised objective)
+    and optimiser settings."""
+    name, params = config.loss.name, dict(config.loss.params)
+    evaluation = {
+        "ks": tuple(config.eval.ks or dataset_ks(config.data.dataset)),
+        "nmi": config.eval.nmi,
+        "hparams": config.to_dict(),
+    }
+    try:
+        if name in OBJECTIVES:
+            if name == "cbswr":
+                data = config.data
+                params = {"image_size": data.image_size, "mean": data.mean, "std": data.std,
+                          **params}  # fmt: skip
+                objective = CBSwRObjective(model, **params)
+            else:
+                objective = OBJECTIVES[name](**params)
+            return UnsupervisedModule(model, objective, config.optim, **evaluation)
+        if name == "group":
+            params.setdefault("embedding_size", config.model.embedding_size)
+            params.setdefault("num_classes", num_train_classes)
+        loss = build_loss(name, **params)
+    except TypeError as error:  # an unknown or missing constructor argument
+        raise ValueError(f"loss.params of {name!r}: {error}") from None
     return MetricLearningModule(
-        model,
-        loss,
-        config.optim,
-        margin_decay=config.loss.margin_decay,
-        ks=tuple(config.eval.ks or dataset_ks(config.data.dataset)),
-        nmi=config.eval.nmi,
-        hparams=config.to_dict(),
+        model, loss, config.optim, margin_decay=config.loss.margin_decay, **evaluation
     )
 
 
@@ -93,6 +107,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+    # Expected when resuming: the run's own checkpoints are there.
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dict[str, Any]:
@@ -105,6 +121,7 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     training classes); without a validation split the last one is used. ``baseline`` also
     tests the untrained model (pretrained backbone, random head).
     """
+    config = resolve_defaults(config)
     out = Path(config.out)
     # Under DDP every process runs this function; only rank 0 checks and writes the folder.
     is_zero = rank_zero_only.rank == 0
@@ -119,7 +136,9 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     # Record the input normalisation of the weights, so the run folder describes itself.
     config.data.mean = config.data.mean or list(model.data_config["mean"])
     config.data.std = config.data.std or list(model.data_config["std"])
-    data = MetricLearningDataModule(config.data, seed=config.trainer.seed)
+    unsupervised = config.loss.name in OBJECTIVES
+    data_module = UnlabelledDataModule if unsupervised else MetricLearningDataModule
+    data = data_module(config.data, seed=config.trainer.seed)
     module = build_module(config, model, data.num_train_classes)
     if is_zero:
         write_text(out / "config.yaml", config.to_yaml())
@@ -143,15 +162,22 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     callbacks = [best_checkpoint, last_checkpoint] if has_val else [last_checkpoint]
     trainer = _trainer(config, out, callbacks=callbacks)
 
+    has_test = data.test_set is not None
+    if not has_test and is_zero:
+        console.print(
+            f"{config.data.dataset} has no labelled test split: the run is not evaluated "
+            "(evaluate its checkpoint with cdml evaluate --checkpoint on a labelled dataset)"
+        )
     untrained_file = out / "untrained.json"
-    if baseline and resume_from is None and is_zero:
+    if baseline and has_test and resume_from is None and is_zero:
         write_json(untrained_file, _test(config, module, data, out))
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
     selected = out / "checkpoints" / (BEST_CHECKPOINT if has_val else LAST_CHECKPOINT)
     results: dict[str, Any] = {}
-    trainer.test(module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False)
-    results["test"] = dict(module.last_eval_metrics)
+    if has_test:
+        trainer.test(module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False)
+        results["test"] = dict(module.last_eval_metrics)
     if has_val:
         trainer.validate(
             module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False

@@ -1,0 +1,52 @@
+"""Unlabelled images: every image file under a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cdml.data.image_dataset import ImageListDataset
+from cdml.data.zero_shot import check_split
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+UNLABELLED = "unlabelled"
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively, sorted); ``FileNotFoundError`` for a
+    missing folder, ``ValueError`` when it holds no image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
+
+
+def load_folder(
+    root: str | Path | None,
+    split: str = "train",
+    transform: Callable[[Any], Any] | None = None,
+    *,
+    skip_bad: bool = False,
+) -> ImageListDataset:
+    """Every image under the folder ``root``, for unsupervised training.
+
+    The images carry no labels: the dataset has the one class ``"unlabelled"`` (every label
+    0). A folder has no test split, so ``split`` must be ``"train"``; evaluate on a labelled
+    dataset instead.
+    """
+    check_split(split)
+    if root is None:
+        raise ValueError("dataset 'folder' needs --data-root: the folder of images")
+    if split != "train":
+        raise ValueError(
+            f"dataset 'folder' ({root}) is unlabelled and has no {split!r} split; "
+            "evaluate on a labelled dataset"
+        )
+    paths = find_images(root)
+    return ImageListDataset(
+        [str(p) for p in paths], [0] * len(paths), [UNLABELLED], transform, skip_bad
+    )

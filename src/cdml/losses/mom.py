@@ -1,0 +1,146 @@
+"""Mining on manifolds, MOM (Iscen et al., CVPR 2018): a baseline of seed 001."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cdml.metrics import nearest_neighbours
+
+
+def manifold_tuples(
+    features: Tensor,
+    k: int = 50,
+    graph_k: int = 30,
+    alpha: float = 0.99,
+    power: float = 3.0,
+    iterations: int = 20,
+    chunk: int = 512,
+) -> tuple[Tensor, Tensor]:
+    """Hard positives and negatives of every point, from Euclidean and manifold neighbours.
+
+    A ``graph_k``-nearest-neighbour graph of the L2-normalised ``features`` with affinities
+    ``W_ij = max(0, cos)^power``, symmetrised as ``A = (W + W^T) / 2``, and its normalisation
+    ``S = D^-1/2 A D^-1/2`` rank the points by diffusion from each query ``i``: the solution
+    ``r`` of ``(I - alpha S) r = e_i``, by ``iterations`` conjugate-gradient steps on
+    ``chunk`` queries at a time (memory ``O(N (graph_k + chunk))``). With ``E_i`` the ``k``
+    Euclidean and ``M_i`` the ``k`` manifold neighbours of ``i`` (``i`` excluded)::
+
+        positives(i) = M_i \\ E_i    (same manifold, far in the embedding)
+        negatives(i) = E_i \\ M_i    (close in the embedding, another manifold)
+
+    in rank order. Defaults follow the paper (``alpha`` 0.99, cubed affinities).
+
+    Returns ``(positives, negatives)``: ``(N, k)`` int64 tensors padded with ``-1``.
+    Shapes: ``features (N, D)`` with ``N > k, graph_k``.
+    """
+    if features.ndim != 2 or len(features) <= max(k, graph_k):
+        raise ValueError(
+            f"features must have shape (N, D) with N > k = {k} and graph_k = {graph_k}, "
+            f"got {tuple(features.shape)}"
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    points = F.normalize(features.detach().float().cpu(), dim=1)
+    n = len(points)
+    array = np.ascontiguousarray(points.numpy())
+    euclidean = torch.from_numpy(nearest_neighbours(array, array, k=k, exclude_self=True))
+    graph = torch.from_numpy(nearest_neighbours(array, array, k=graph_k, exclude_self=True))
+    affinity = (
+        torch.cat(
+            [
+                torch.einsum("nd,nkd->nk", points[rows], points[graph[rows]])
+                for rows in torch.arange(n).split(chunk)
+            ]
+        ).clamp(min=0)
+        ** power
+    )
+    rows = torch.arange(n).repeat_interleave(graph_k)
+    a = torch.sparse_coo_tensor(
+        torch.stack([torch.cat([rows, graph.flatten()]), torch.cat([graph.flatten(), rows])]),
+        torch.cat([affinity.flatten(), affinity.flatten()]) / 2,
+        (n, n),
+        check_invariants=True,
+    ).coalesce()
+    degree = torch.sparse.sum(a, 1).to_dense().clamp(min=1e-12)
+    scale = degree.rsqrt()
+    i, j = a.indices()
+    s = torch.sparse_coo_tensor(
+        a.indices(), a.values() * scale[i] * scale[j], (n, n), check_invariants=True
+    )
+
+    manifold = torch.empty(n, k, dtype=torch.long)
+    for start in range(0, n, chunk):
+        queries = torch.arange(start, min(start + chunk, n))
+        rhs = torch.zeros(n, len(queries))
+        rhs[queries, torch.arange(len(queries))] = 1
+        ranks = _conjugate_gradient(lambda x: x - alpha * (s @ x), rhs, iterations)
+        ranks[queries, torch.arange(len(queries))] = -math.inf
+        manifold[queries] = ranks.T.topk(k, dim=1).indices
+    positives = _ordered_difference(manifold, euclidean)
+    negatives = _ordered_difference(euclidean, manifold)
+    return positives, negatives
+
+
+def _conjugate_gradient(apply, rhs: Tensor, iterations: int) -> Tensor:
+    """Solve ``apply(x) = rhs`` (symmetric positive definite), one system per column."""
+    x = torch.zeros_like(rhs)
+    residual = rhs.clone()
+    direction = residual.clone()
+    norm = (residual * residual).sum(0)
+    for _ in range(iterations):
+        product = apply(direction)
+        step = norm / (direction * product).sum(0).clamp(min=1e-30)
+        x += step * direction
+        residual -= step * product
+        new_norm = (residual * residual).sum(0)
+        direction = residual + (new_norm / norm.clamp(min=1e-30)) * direction
+        norm = new_norm
+    return x
+
+
+def _ordered_difference(ranked: Tensor, excluded: Tensor) -> Tensor:
+    """Row-wise ``ranked \\ excluded`` keeping ``ranked``'s order, padded with -1."""
+    member = (ranked[:, :, None] == excluded[:, None, :]).any(2)
+    kept = torch.where(member, -1, ranked)
+    # Stable sort moves the -1 padding to the end and keeps the rank order of the rest.
+    order = torch.sort(member.to(torch.int8), dim=1, stable=True).indices
+    return kept.gather(1, order)
+
+
+class MOMTripletLoss(nn.Module):
+    """Triplet loss on mined (anchor, positive, negative) embeddings::
+
+        loss = mean_i max(0, ||a_i - p_i|| - ||a_i - n_i|| + margin)
+
+    (``torch.nn.functional.triplet_margin_loss``), as MOM trains on its mined tuples.
+
+    Args:
+        margin: default 0.5.
+
+    Shapes: ``anchors, positives, negatives (B, d)`` -> scalar.
+    """
+
+    def __init__(self, margin: float = 0.5) -> None:
+        super().__init__()
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be finite and >= 0, got {margin}")
+        self.margin = float(margin)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+    def forward(self, anchors: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
+        if not (anchors.ndim == 2 and anchors.shape == positives.shape == negatives.shape):
+            raise ValueError(
+                "anchors, positives and negatives must have the same (B, d) shape, got "
+                f"{tuple(anchors.shape)}, {tuple(positives.shape)}, {tuple(negatives.shape)}"
+            )
+        with torch.autocast(device_type=anchors.device.type, enabled=False):
+            return F.triplet_margin_loss(
+                anchors.float(), positives.float(), negatives.float(), margin=self.margin
+            )

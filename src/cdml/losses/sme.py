@@ -1,0 +1,63 @@
+"""Instance-level softmax embedding, SME (Ye et al., CVPR 2019): a baseline of seed 001."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class InstanceSoftmaxLoss(nn.Module):
+    """Each image is its own class: its two augmented views attract, every other row of the
+    batch repels (Ye et al., *Unsupervised Embedding Learning via Invariant and Spreading
+    Instance Feature*, CVPR 2019, eq. 6, in the symmetric form of the authors' code). With
+    rows ``i`` and ``i + B`` the two views of image ``i``, ``q(i)`` the other view of row
+    ``i`` and ``s_ik = exp(f_i . f_k / t)``::
+
+        P_i  = s_{i q(i)} / Z_i,       Z_i = sum_{k != i} s_ik
+        loss = -(1/2B) sum_i [ log P_i + sum_{k != i, q(i)} log(1 - s_ik / Z_i) ]
+
+    the first term recognising the other view as instance ``i``, the second keeping the
+    other instances apart. Computed in log space, in float32 (or float64); embeddings are
+    used as given (L2-normalise them first, as the paper does).
+
+    Args:
+        temperature: ``t > 0``, default 0.1.
+
+    Shapes: ``embeddings (2B, d)`` (first views, then second views), ``B >= 2`` -> scalar.
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        rows = len(embeddings)
+        if embeddings.ndim != 2 or rows < 4 or rows % 2:
+            raise ValueError(
+                "embeddings must have shape (2B, d) with B >= 2 images, "
+                f"got {tuple(embeddings.shape)}"
+            )
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+            f = embeddings.to(dtype)
+            logits = f @ f.T / self.temperature
+            itself = torch.eye(rows, dtype=torch.bool, device=f.device)
+            logits = logits.masked_fill(itself, -math.inf)
+            log_z = logits.logsumexp(1, keepdim=True)
+            rows_index = torch.arange(rows, device=f.device)
+            other_view = (rows_index + rows // 2) % rows
+            log_p = logits[rows_index, other_view] - log_z[:, 0]
+            # log(1 - s_ik / Z_i) = log(Z_i - s_ik) - log Z_i = log1p(-exp(log s_ik - log Z_i))
+            log_share = (logits - log_z).clamp(max=0)
+            negative = torch.ones_like(itself)
+            negative[rows_index, other_view] = False
+            negative &= ~itself
+            repel = torch.where(negative, torch.log1p(-log_share.exp()), 0).sum(1)
+            return -(log_p + repel).mean()
