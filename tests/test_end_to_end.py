@@ -111,6 +111,18 @@ def test_interrupted_run_resumes_to_the_same_state(tmp_path):
     assert b_metrics["test"] == pytest.approx(a_metrics["test"], abs=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["facility", "group", "triplet", "lifted", "npairs"])
+def test_every_loss_trains_in_bf16_mixed_precision(loss, tmp_path):
+    argv = [*TINY, "--loss", loss, "--precision", "bf16-mixed", "--epochs", "1", "--no-baseline"]
+    assert main(["train", *argv, "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert all(np.isfinite(value) for value in metrics["test"].values())
+    logged = (tmp_path / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = logged[0].split(",").index("train/loss_step")
+    losses = [float(row.split(",")[column]) for row in logged[1:] if row.split(",")[column]]
+    assert losses and all(np.isfinite(losses))
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

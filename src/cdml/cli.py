@@ -12,6 +12,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,6 +150,39 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seed", type=int, default=0)
     plot.set_defaults(run=_run_plot)
 
+    index = commands.add_parser(
+        "index",
+        help="build (or extend) a faiss index of a gallery's embeddings",
+        description="Embed a gallery (an image folder, or a dataset split with its labels) "
+        "with a trained model and write a folder holding the faiss index, the items' paths "
+        "and labels, and the checkpoint it was built with.",
+    )
+    _add_checkpoint_source(index, allow_images=True)
+    index.add_argument("--out", type=Path, required=True, help="index folder to write")
+    index.add_argument(
+        "--kind",
+        choices=("flat", "ivf", "hnsw"),
+        default="flat",
+        help="flat: exact (default); ivf / hnsw: approximate, for millions of items",
+    )
+    index.add_argument(
+        "--extend", action="store_true", help="add the items not yet indexed to --out's index"
+    )
+    index.set_defaults(run=_run_index)
+
+    search = commands.add_parser(
+        "search",
+        help="the nearest gallery items of query images",
+        description="Embed the query images with the checkpoint the index was built with and "
+        "print their k nearest gallery items with Euclidean distances.",
+    )
+    search.add_argument("queries", type=Path, nargs="+", metavar="QUERY_IMAGE")
+    search.add_argument("--index", type=Path, required=True, help="folder written by cdml index")
+    search.add_argument("--checkpoint", type=Path, required=True, help="cdml checkpoint")
+    search.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.set_defaults(run=_run_search)
+
     demo = commands.add_parser(
         "demo",
         help="train on a built-in dataset and compare with the untrained model",
@@ -163,6 +197,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=None, help="default 4")
     demo.add_argument("--no-plot", action="store_true", help="skip the t-SNE map")
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set loss.params.reconstruction_weight=0 (repeatable)",
+    )
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -198,14 +239,12 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 
 # train ------------------------------------------------------------------------------------
-def _run_train(args: argparse.Namespace) -> int:
-    from cdml.console import console, metrics_table
-    from cdml.training import RunConfig, apply_overrides, load_config, train
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` arguments as overrides, values read as YAML scalars or lists."""
     from cdml.training.config import parse_yaml
 
-    overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    for item in args.set:
+    overrides = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
@@ -213,6 +252,16 @@ def _run_train(args: argparse.Namespace) -> int:
             overrides[key] = parse_yaml(value)
         except ValueError:
             raise UsageError(f"--set {key}: cannot read value {value!r}") from None
+    return overrides
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from cdml.console import console, metrics_table
+    from cdml.training import RunConfig, apply_overrides, load_config, train
+
+    overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    overrides.update(_parse_sets(args.set))
     if args.resume:
         out = Path(overrides.get("out", RunConfig().out))
         config = load_config(_existing(out / "config.yaml", "--resume: no run to resume at"))
@@ -268,9 +317,14 @@ def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
     dataset = load_dataset(args.dataset, args.data_root, args.split, transform=transform)
     embeddings, labels = embed(model, dataset, args.batch_size, args.workers)
     source = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root or ""}
+    # File datasets know their paths; in-memory ones (digits, Fashion-MNIST) get item names.
+    paths = getattr(dataset, "paths", None)
+    if paths is None:
+        paths = [f"{args.dataset}/{args.split}/{i}" for i in range(len(dataset))]
     return {
         "embeddings": embeddings,
         "labels": labels,
+        "paths": np.asarray(paths, dtype=np.str_),
         **{k: np.array(v) for k, v in source.items()},
     }
 
@@ -385,10 +439,6 @@ def _images_for(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path
 
     from cdml.data import load_dataset
 
-    if "paths" in arrays:
-        from cdml.data.image_dataset import open_rgb
-
-        return [np.asarray(open_rgb(str(arrays["paths"][i]))) for i in indices]
     if "dataset" in arrays:
         dataset = load_dataset(
             str(arrays["dataset"]), str(arrays["data_root"]) or None, str(arrays["split"])
@@ -398,6 +448,10 @@ def _images_for(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path
             np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
             for image in images
         ]
+    if "paths" in arrays:
+        from cdml.data.image_dataset import open_rgb
+
+        return [np.asarray(open_rgb(str(arrays["paths"][i]))) for i in indices]
     raise UsageError(
         f"{source}: has no 'paths' or 'dataset' entry to find the images (write it with cdml embed)"
     )
@@ -411,6 +465,106 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"{path}: folder {folder} is not writable")
 
 
+# index and search --------------------------------------------------------------------------
+def _checkpoint_digest(path: Path) -> str:
+    import hashlib
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such checkpoint file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from cdml.console import console
+    from cdml.retrieval import GalleryIndex
+
+    digest = _checkpoint_digest(args.checkpoint)
+    if args.extend:
+        gallery = GalleryIndex.load(args.out)
+        if gallery.meta.get("checkpoint_sha256") != digest:
+            raise UsageError(
+                f"--extend: {args.out} was built with another checkpoint "
+                f"({gallery.meta.get('checkpoint')}); embeddings would not be comparable"
+            )
+    else:
+        if args.out.exists():
+            raise UsageError(
+                f"{args.out} exists; pass --extend to add to it or choose another --out"
+            )
+        _check_writable(args.out)
+    arrays = _embed_from_checkpoint(args)
+    paths = arrays["paths"].tolist()
+    labels = arrays.get("labels")
+    if args.extend:
+        known = set(gallery.paths)
+        new = np.array([path not in known for path in paths], dtype=bool)
+        paths = [p for p, keep in zip(paths, new, strict=True) if keep]
+        arrays["embeddings"] = arrays["embeddings"][new]
+        labels = labels[new] if labels is not None else None
+    else:
+        gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=args.kind)
+        gallery.meta.update(checkpoint=str(args.checkpoint), checkpoint_sha256=digest)
+    if paths:
+        gallery.add(arrays["embeddings"], paths, labels)
+    gallery.save(args.out)
+    console.print(
+        f"{len(paths)} items added, {len(gallery)} in the {gallery.kind} index written to "
+        f"{args.out}"
+    )
+    return 0
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    import json
+
+    from cdml.console import console
+    from cdml.inference import ImageFolderFiles, embed, load_checkpoint
+    from cdml.retrieval import GalleryIndex
+    from cdml.training.datamodule import transforms_of
+
+    gallery = GalleryIndex.load(args.index)
+    if gallery.meta.get("checkpoint_sha256") != _checkpoint_digest(args.checkpoint):
+        raise UsageError(
+            f"{args.index} was built with another checkpoint ({gallery.meta.get('checkpoint')})"
+        )
+    missing = [str(q) for q in args.queries if not q.is_file()]
+    if missing:
+        raise UsageError(f"no such query image: {', '.join(missing)}")
+    model, config = load_checkpoint(args.checkpoint)
+    queries = ImageFolderFiles(args.queries, transforms_of(config.data, train=False))
+    embeddings, _ = embed(model, queries, progress=False)
+    distances, indices = gallery.search(embeddings, args.k)
+    results = [
+        {
+            "query": str(query),
+            "neighbours": [
+                {
+                    "rank": rank + 1,
+                    "path": gallery.paths[i],
+                    "label": int(gallery.labels[i]),
+                    "distance": float(d),
+                }  # fmt: skip
+                for rank, (i, d) in enumerate(zip(row_indices, row_distances, strict=True))
+                if i >= 0
+            ],
+        }
+        for query, row_indices, row_distances in zip(args.queries, indices, distances, strict=True)
+    ]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        console.print(f"[bold]{result['query']}[/bold]")
+        for n in result["neighbours"]:
+            label = "" if n["label"] < 0 else f"  label {n['label']}"
+            console.print(f"  {n['rank']:>3}  {n['distance']:.4f}  {n['path']}{label}")
+    return 0
+
+
 # demo -------------------------------------------------------------------------------------
 def _run_demo(args: argparse.Namespace) -> int:
     from cdml.demo import run_demo
@@ -422,6 +576,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         epochs=args.epochs,
         plot=not args.no_plot,
+        overrides=_parse_sets(args.set),
     )
     return 0
 

@@ -8,6 +8,7 @@ unseen classes 5-9 beside the untrained model, then the t-SNE map of the test em
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Subset
@@ -39,11 +40,13 @@ def demo_config(
     dataset: str | None = None,
     seed: int = 0,
     epochs: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
     """The demo's settings and budget, for any loss: 5 training classes, 60-image batches of
     5 x 12, 32-pixel images (flipped, not cropped), frozen BatchNorm statistics, RMSprop, 4
-    epochs of 25 steps (15 on digits), 1,000 test images per unseen class. ``dataset``
-    defaults to Fashion-MNIST when present, else digits."""
+    epochs of 25 steps (15 on digits), 1,000 test images per unseen class; ``overrides``
+    (dotted keys) change any of it. ``dataset`` defaults to Fashion-MNIST when present, else
+    digits."""
     dataset = dataset or ("fashion-mnist" if fashion_mnist_available() else "digits")
     settings = {
         "out": str(out),
@@ -71,7 +74,7 @@ def demo_config(
         "trainer.epochs": epochs or 4,
         "trainer.limit_train_batches": 25 if dataset == "fashion-mnist" else 15,
     }
-    return apply_overrides(RunConfig(), settings)
+    return apply_overrides(RunConfig(), {**settings, **(overrides or {})})
 
 
 def run_demo(
@@ -81,9 +84,10 @@ def run_demo(
     seed: int = 0,
     epochs: int | None = None,
     plot: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> dict:
     """Train, print test metrics beside the untrained model's, write ``out/tsne.png``."""
-    config = demo_config(out, loss, dataset, seed, epochs)
+    config = demo_config(out, loss, dataset, seed, epochs, overrides)
     console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
     if out.exists():
         import shutil

@@ -107,6 +107,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+    # Frozen BatchNorm layers are in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     # Expected when resuming: the run's own checkpoints are there.
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 

@@ -1,0 +1,115 @@
+"""Scale: evaluation and search over a million synthetic 128-d embeddings, in one run.
+
+Stages, each in its own process so that its peak memory (resident set, including the
+embeddings it holds) is measured alone:
+
+1. ``cdml.metrics.evaluate`` (Recall@1/10/100 and MAP@R, exact kNN; NMI with ``--nmi``) of
+   ``--eval-n`` embeddings of an SOP-like labelling (classes of 2-12 items).
+2. Exact search: ``--queries`` queries, k = 10, over a flat index of ``--n`` items.
+3. Approximate search over the same gallery, IVF and HNSW: build time, search time, the
+   speed-up over exact search and recall@10 against the exact neighbours.
+
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--n 1000000] [--eval-n 1000000] [--nmi]``
+(a 1M evaluation is an exact 1M x 1M neighbour search: the better part of an hour on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+import numpy as np
+
+DIM = 128
+
+
+def embeddings(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` clustered unit vectors with labels: classes of 2-12 items, as in SOP."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 13, size=n // 2)
+    labels = np.repeat(np.arange(len(sizes)), sizes)[:n]
+    centres = rng.standard_normal((labels[-1] + 1, DIM), dtype=np.float32)
+    points = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, 100_000):  # bounded temporaries
+        part = slice(start, start + 100_000)
+        noise = rng.standard_normal((len(labels[part]), DIM), dtype=np.float32)
+        points[part] = centres[labels[part]] + 0.9 * noise
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return points, labels
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def stage_evaluate(n: int, nmi: bool) -> dict:
+    from cdml.metrics import evaluate
+
+    points, labels = embeddings(n)
+    start = time.perf_counter()
+    metrics = evaluate(points, labels, ks=(1, 10, 100), nmi=nmi, map_at_r=True)
+    return {"seconds": time.perf_counter() - start, "peak_gib": peak_gib(), "metrics": metrics}
+
+
+def stage_search(n: int, queries: int, kind: str) -> dict:
+    from cdml.retrieval import GalleryIndex
+
+    points, _ = embeddings(n)
+    probe = points[np.random.default_rng(1).choice(n, queries, replace=False)]
+    probe = probe + 0.05 * np.random.default_rng(2).standard_normal(probe.shape, dtype=np.float32)
+    start = time.perf_counter()
+    index = GalleryIndex.create(DIM, kind=kind)
+    index.add(points, [""] * n)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    _, found = index.search(probe, 10)
+    searched = time.perf_counter() - start
+    return {"build": built, "search": searched, "peak_gib": peak_gib(), "found": found}
+
+
+def run(stage, *args) -> dict:
+    with mp.get_context("fork").Pool(1) as pool:
+        return pool.apply(stage, args)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
+    return float(np.sum(hits) / truth.size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="gallery size")
+    parser.add_argument("--eval-n", type=int, default=1_000_000, help="evaluated embeddings")
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--nmi", action="store_true", help="also k-means NMI in the evaluation")
+    parser.add_argument("--skip-eval", action="store_true")
+    args = parser.parse_args()
+
+    print(f"{args.n:,} x {DIM} gallery, {args.queries:,} queries, k = 10")
+    if not args.skip_eval:
+        result = run(stage_evaluate, args.eval_n, args.nmi)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items())
+        print(
+            f"evaluate {args.eval_n:,}: {result['seconds']:.1f} s, peak {result['peak_gib']:.2f} "
+            f"GiB ({shown})"
+        )
+    exact = run(stage_search, args.n, args.queries, "flat")
+    print(
+        f"exact flat  : search {exact['search']:.1f} s ({args.queries / exact['search']:,.0f} "
+        f"queries/s), peak {exact['peak_gib']:.2f} GiB"
+    )
+    for kind in ("ivf", "hnsw"):
+        result = run(stage_search, args.n, args.queries, kind)
+        print(
+            f"{kind:<12}: build {result['build']:.1f} s, search {result['search']:.2f} s "
+            f"({exact['search'] / result['search']:.1f}x faster than exact), recall@10 "
+            f"{recall_at_10(result['found'], exact['found']):.3f}, peak "
+            f"{result['peak_gib']:.2f} GiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
