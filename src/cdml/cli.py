@@ -296,7 +296,13 @@ def _existing(path: Path, message: str) -> Path:
 
 
 # embed / evaluate -------------------------------------------------------------------------
-def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
+def _embed_from_checkpoint(
+    args: argparse.Namespace, skip: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
+    """Embed the --images folder or the --dataset split with --checkpoint; items whose path
+    is in ``skip`` are left out before embedding."""
+    from torch.utils.data import Subset
+
     from cdml.data import load_dataset
     from cdml.inference import ImageFolderFiles, embed, find_images, load_checkpoint
     from cdml.training.datamodule import transforms_of
@@ -309,24 +315,26 @@ def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
         config.data.image_size = args.image_size
     transform = transforms_of(config.data, train=False)
     if images_dir is not None:
-        paths = find_images(images_dir)
-        embeddings, _ = embed(
-            model, ImageFolderFiles(paths, transform), args.batch_size, args.workers
-        )
-        return {"embeddings": embeddings, "paths": np.array([str(p) for p in paths])}
-    dataset = load_dataset(args.dataset, args.data_root, args.split, transform=transform)
+        paths = [str(p) for p in find_images(images_dir) if str(p) not in skip]
+        dataset: Any = ImageFolderFiles(paths, transform)
+        arrays: dict[str, np.ndarray] = {}
+    else:
+        dataset = load_dataset(args.dataset, args.data_root, args.split, transform=transform)
+        # File datasets know their paths; in-memory ones (digits, Fashion-MNIST) get names.
+        paths = getattr(dataset, "paths", None)
+        if paths is None:
+            paths = [f"{args.dataset}/{args.split}/{i}" for i in range(len(dataset))]
+        keep = [i for i, path in enumerate(paths) if str(path) not in skip]
+        dataset, paths = Subset(dataset, keep), [str(paths[i]) for i in keep]
+        source = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root or ""}
+        arrays = {k: np.array(v) for k, v in source.items()}
+    if not paths:
+        return {"embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
     embeddings, labels = embed(model, dataset, args.batch_size, args.workers)
-    source = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root or ""}
-    # File datasets know their paths; in-memory ones (digits, Fashion-MNIST) get item names.
-    paths = getattr(dataset, "paths", None)
-    if paths is None:
-        paths = [f"{args.dataset}/{args.split}/{i}" for i in range(len(dataset))]
-    return {
-        "embeddings": embeddings,
-        "labels": labels,
-        "paths": np.asarray(paths, dtype=np.str_),
-        **{k: np.array(v) for k, v in source.items()},
-    }
+    arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
+    if args.dataset is not None:
+        arrays["labels"] = labels
+    return arrays
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -496,16 +504,11 @@ def _run_index(args: argparse.Namespace) -> int:
                 f"{args.out} exists; pass --extend to add to it or choose another --out"
             )
         _check_writable(args.out)
-    arrays = _embed_from_checkpoint(args)
-    paths = arrays["paths"].tolist()
-    labels = arrays.get("labels")
-    if args.extend:
-        known = set(gallery.paths)
-        new = np.array([path not in known for path in paths], dtype=bool)
-        paths = [p for p, keep in zip(paths, new, strict=True) if keep]
-        arrays["embeddings"] = arrays["embeddings"][new]
-        labels = labels[new] if labels is not None else None
-    else:
+    arrays = _embed_from_checkpoint(
+        args, skip=frozenset(gallery.paths) if args.extend else frozenset()
+    )
+    paths, labels = arrays["paths"].tolist(), arrays.get("labels")
+    if not args.extend:
         gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=args.kind)
         gallery.meta.update(checkpoint=str(args.checkpoint), checkpoint_sha256=digest)
     if paths:

@@ -135,6 +135,12 @@ class GalleryIndex:
     def load(cls, folder: str | Path) -> GalleryIndex:
         """Read an index written by :meth:`save`, checking that its files agree."""
         folder = Path(folder)
+        backup = folder.with_name(f".{folder.name}.old")
+        if not folder.exists() and backup.is_dir():
+            raise ValueError(
+                f"{folder}: missing; a save interrupted while replacing it left the previous "
+                f"index in {backup} (rename it back to use it)"
+            )
         for name in (INDEX_FILE, ITEMS_FILE, META_FILE):
             if not (folder / name).is_file():
                 raise ValueError(f"{folder / name}: missing (not a cdml index folder?)")

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+
+def check_hyperparameter(
+    name: str, value: float, minimum: float | None = None, strict: bool = False
+) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``name`` if it is not finite or is below
+    ``minimum`` (at or below it with ``strict``)."""
+    low_ok = minimum is None or (value > minimum if strict else value >= minimum)
+    if not (math.isfinite(value) and low_ok):
+        bound = "" if minimum is None else f" and {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{name} must be finite{bound}, got {value}")
+    return float(value)
 
 
 def prepare_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

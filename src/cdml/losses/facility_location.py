@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ._base import MetricLoss
+from ._inputs import check_hyperparameter
 from ._pairwise import distances
 from .clustering_scores import (
     AVERAGES,
@@ -79,15 +78,13 @@ class FacilityLocationLoss(MetricLoss):
         nmi_average: str = "geometric",
     ) -> None:
         super().__init__()
-        if not (math.isfinite(margin_multiplier) and margin_multiplier >= 0):
-            raise ValueError(f"margin_multiplier must be finite and >= 0, got {margin_multiplier}")
         if isinstance(pam_iters, bool) or not isinstance(pam_iters, int) or pam_iters < 0:
             raise ValueError(f"pam_iters must be an integer >= 0, got {pam_iters!r}")
         if margin_type not in SCORES:
             raise ValueError(f"margin_type must be one of {SCORES}, got {margin_type!r}")
         if nmi_average not in AVERAGES:
             raise ValueError(f"nmi_average must be one of {AVERAGES}, got {nmi_average!r}")
-        self.margin_multiplier = float(margin_multiplier)
+        self.margin_multiplier = check_hyperparameter("margin_multiplier", margin_multiplier, 0)
         self.pam_iters = pam_iters
         self.margin_type = margin_type
         self.nmi_average = nmi_average

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._base import MetricLoss
-from ._inputs import prepare_inputs
+from ._inputs import check_hyperparameter, prepare_inputs
 from ._pairwise import rank_in_class
 
 
@@ -55,10 +53,8 @@ class GroupLoss(MetricLoss):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
         self.classifier = nn.Linear(embedding_size, num_classes)
-        self.temperature = float(temperature)
+        self.temperature = check_hyperparameter("temperature", temperature, 0, strict=True)
         self.num_anchors = num_anchors
         self.num_iters = num_iters
 

@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from cdml.metrics import nearest_neighbours
 
+from ._inputs import check_hyperparameter
+
 
 def manifold_tuples(
     features: Tensor,
@@ -127,9 +129,7 @@ class MOMTripletLoss(nn.Module):
 
     def __init__(self, margin: float = 0.5) -> None:
         super().__init__()
-        if not (math.isfinite(margin) and margin >= 0):
-            raise ValueError(f"margin must be finite and >= 0, got {margin}")
-        self.margin = float(margin)
+        self.margin = check_hyperparameter("margin", margin, 0)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"

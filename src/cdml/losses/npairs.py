@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._base import MetricLoss
+from ._inputs import check_hyperparameter
 from ._pairwise import rank_in_class, same_label
 
 
@@ -33,9 +32,7 @@ class NPairsLoss(MetricLoss):
 
     def __init__(self, reg_lambda: float = 0.002) -> None:
         super().__init__()
-        if not (math.isfinite(reg_lambda) and reg_lambda >= 0):
-            raise ValueError(f"reg_lambda must be finite and >= 0, got {reg_lambda}")
-        self.reg_lambda = float(reg_lambda)
+        self.reg_lambda = check_hyperparameter("reg_lambda", reg_lambda, 0)
 
     def extra_repr(self) -> str:
         return f"reg_lambda={self.reg_lambda}"

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._inputs import check_hyperparameter
+
 
 class InstanceSoftmaxLoss(nn.Module):
     """Each image is its own class: its two augmented views attract, every other row of the
@@ -30,9 +32,7 @@ class InstanceSoftmaxLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = check_hyperparameter("temperature", temperature, 0, strict=True)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

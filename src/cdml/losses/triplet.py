@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ._base import MetricLoss
+from ._inputs import check_hyperparameter
 from ._pairwise import same_label, squared_distances
 
 
@@ -32,9 +31,7 @@ class TripletSemihardLoss(MetricLoss):
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
-        if not math.isfinite(margin):
-            raise ValueError(f"margin must be finite, got {margin}")
-        self.margin = float(margin)
+        self.margin = check_hyperparameter("margin", margin)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
