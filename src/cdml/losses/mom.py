@@ -50,8 +50,10 @@ def manifold_tuples(
     points = F.normalize(features.detach().float().cpu(), dim=1)
     n = len(points)
     array = np.ascontiguousarray(points.numpy())
-    euclidean = torch.from_numpy(nearest_neighbours(array, array, k=k, exclude_self=True))
-    graph = torch.from_numpy(nearest_neighbours(array, array, k=graph_k, exclude_self=True))
+    neighbours = torch.from_numpy(
+        nearest_neighbours(array, array, k=max(k, graph_k), exclude_self=True)
+    )
+    euclidean, graph = neighbours[:, :k], neighbours[:, :graph_k]
     affinity = (
         torch.cat(
             [

@@ -9,6 +9,7 @@ augmented image batches of :class:`cdml.data.unlabelled.Views`: two views of eve
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,9 @@ class CBSwRObjective(nn.Module):
     decoder's reconstruction of every image from its cluster's centroid map. Clusters with
     no member in the batch have no centroid and drop out of ``L_m``.
 
-    Weights ``(1, 0, 0)``-style ablations of seed 001's tables: ``reconstruction_weight=0``
-    is CBS (no decoder is built), ``metric_weight=0, reconstruction_weight=0`` RIM alone.
+    The ablations of seed 001's tables 1-2 are settings of the weights:
+    ``reconstruction_weight=0`` is CBS (no decoder is built), ``metric_weight=0,
+    reconstruction_weight=0`` the RIM loss alone.
 
     Args:
         model: the embedding model (its sizes shape the head and decoder).
@@ -133,10 +135,10 @@ class CBSwRObjective(nn.Module):
         statistics = cluster_statistics(probs.detach())
         return loss, {**terms, **statistics}
 
-    def pairing(self, features: Tensor) -> NeighbourPairing:
+    def pairing(self, features: Callable[[], Tensor]) -> NeighbourPairing:
         """The neighbour pairing of the coming epoch, from the training images' current
-        backbone features ``(n, D)``."""
-        return NeighbourPairing(_nearest_other(features))
+        backbone features ``(n, D)`` (computed by ``features()``)."""
+        return NeighbourPairing(_nearest_other(features()))
 
 
 class SMEObjective(nn.Module):
@@ -184,10 +186,11 @@ class MOMObjective(nn.Module):
         anchors, positives, negatives = model(torch.cat(views)).chunk(3)
         return self.loss(anchors, positives, negatives), {}
 
-    def pairing(self, features: Tensor) -> TuplePairing:
-        """Mine the tuples on the first call (the pretrained features), reuse them after."""
+    def pairing(self, features: Callable[[], Tensor]) -> TuplePairing:
+        """Mine the tuples on the first call, from the pretrained features ``features()``
+        ``(n, D)``; reuse them after (the features are not computed again)."""
         if not self.tuples:
-            positives, negatives = manifold_tuples(features, **self.mining)
+            positives, negatives = manifold_tuples(features(), **self.mining)
             self.tuples = {"positives": positives.cpu(), "negatives": negatives.cpu()}
         return TuplePairing(self.tuples["positives"].numpy(), self.tuples["negatives"].numpy())
 
@@ -244,7 +247,7 @@ class UnsupervisedModule(MetricLearningModule):
         if not self.loss.pairs_images:
             return
         data = self.trainer.datamodule
-        pairing = self.loss.pairing(self._backbone_features(data.pairing_dataloader()))
+        pairing = self.loss.pairing(lambda: self._backbone_features(data.pairing_dataloader()))
         data.sampler.set_pairing(pairing)
 
     @torch.no_grad()
