@@ -172,12 +172,6 @@ def test_mom_triplet_loss_equals_the_literal_hinge(seed, margin):
     assert value.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="the constructor accepts margin 0 but torch.nn.functional.triplet_margin_loss "
-    "rejects a margin that is not > 0 when the loss is computed",
-)
 def test_mom_triplet_loss_with_zero_margin():
     a, p, n = (unit_rows(5, 3, j) for j in range(3))
     expected = triplet_literal(a.tolist(), p.tolist(), n.tolist(), 0.0)

@@ -121,7 +121,7 @@ class MOMTripletLoss(nn.Module):
 
         loss = mean_i max(0, ||a_i - p_i|| - ||a_i - n_i|| + margin)
 
-    (``torch.nn.functional.triplet_margin_loss``), as MOM trains on its mined tuples.
+    computed in float32 (or float64), as MOM trains on its mined tuples.
 
     Args:
         margin: default 0.5.
@@ -143,6 +143,7 @@ class MOMTripletLoss(nn.Module):
                 f"{tuple(anchors.shape)}, {tuple(positives.shape)}, {tuple(negatives.shape)}"
             )
         with torch.autocast(device_type=anchors.device.type, enabled=False):
-            return F.triplet_margin_loss(
-                anchors.float(), positives.float(), negatives.float(), margin=self.margin
-            )
+            dtype = torch.float64 if anchors.dtype == torch.float64 else torch.float32
+            a, p, n = (x.to(dtype) for x in (anchors, positives, negatives))
+            hinge = (a - p).norm(dim=1) - (a - n).norm(dim=1) + self.margin
+            return torch.relu(hinge).mean()
