@@ -57,12 +57,6 @@ def dominated_batch():
     return F.normalize(torch.tensor(rows, dtype=torch.float64), dim=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="log(1 - s_ik / Z_i) is taken as log1p(-exp(log s_ik - log Z_i)), which cancels "
-    "when one negative holds nearly all of Z_i (-inf once it rounds to 1); the "
-    "leave-one-out log-sum-exp of CentreSoftmaxLoss does not",
-)
 @pytest.mark.parametrize(
     ("embeddings", "t", "dtype", "rel"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._inputs import check_hyperparameter
@@ -54,10 +55,15 @@ class InstanceSoftmaxLoss(nn.Module):
             rows_index = torch.arange(rows, device=f.device)
             other_view = (rows_index + rows // 2) % rows
             log_p = logits[rows_index, other_view] - log_z[:, 0]
-            # log(1 - s_ik / Z_i) = log(Z_i - s_ik) - log Z_i = log1p(-exp(log s_ik - log Z_i))
-            log_share = (logits - log_z).clamp(max=0)
+            # log(1 - s_ik / Z_i): for every k but the row's largest, s_ik / Z_i <= 1/2 and
+            # log1p(-s_ik / Z_i) is accurate; for the largest it is log(sum of the others) -
+            # log Z_i, which does not cancel when that one term holds nearly all of Z_i.
+            top = F.one_hot(logits.argmax(1), rows).bool()
+            log_share = (logits - log_z).clamp(max=0).masked_fill(top, -math.inf)
+            log_rest = logits.masked_fill(top, -math.inf).logsumexp(1, keepdim=True) - log_z
+            log_complement = torch.where(top, log_rest, torch.log1p(-log_share.exp()))
             negative = torch.ones_like(itself)
             negative[rows_index, other_view] = False
             negative &= ~itself
-            repel = torch.where(negative, torch.log1p(-log_share.exp()), 0).sum(1)
+            repel = torch.where(negative, log_complement, 0).sum(1)
             return -(log_p + repel).mean()
