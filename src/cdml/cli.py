@@ -94,13 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strategy", help="e.g. ddp")
     train.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
     train.add_argument("--out", help="run folder (default runs/cdml)")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config value, e.g. --set optim.head_lr=1e-3 (repeatable)",
-    )
+    _add_set_argument(train, example="optim.head_lr=1e-3")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument(
         "--no-baseline", action="store_true", help="skip testing the untrained model"
@@ -197,15 +191,20 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=None, help="default 4")
     demo.add_argument("--no-plot", action="store_true", help="skip the t-SNE map")
-    demo.add_argument(
+    _add_set_argument(demo, example="loss.params.reconstruction_weight=0")
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides, read by :func:`_parse_sets`."""
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting, e.g. --set loss.params.reconstruction_weight=0 (repeatable)",
+        help=f"override any config value, e.g. --set {example} (repeatable)",
     )
-    demo.set_defaults(run=_run_demo)
-    return parser
 
 
 def _add_checkpoint_source(
@@ -304,7 +303,8 @@ def _embed_from_checkpoint(
     from torch.utils.data import Subset
 
     from cdml.data import load_dataset
-    from cdml.inference import ImageFolderFiles, embed, find_images, load_checkpoint
+    from cdml.data.folder import unlabelled_images
+    from cdml.inference import embed, find_images, load_checkpoint
     from cdml.training.datamodule import transforms_of
 
     images_dir = getattr(args, "images", None)
@@ -316,7 +316,7 @@ def _embed_from_checkpoint(
     transform = transforms_of(config.data, train=False)
     if images_dir is not None:
         paths = [str(p) for p in find_images(images_dir) if str(p) not in skip]
-        dataset: Any = ImageFolderFiles(paths, transform)
+        dataset: Any = unlabelled_images(paths, transform)
         arrays: dict[str, np.ndarray] = {}
     else:
         dataset = load_dataset(args.dataset, args.data_root, args.split, transform=transform)
@@ -525,7 +525,8 @@ def _run_search(args: argparse.Namespace) -> int:
     import json
 
     from cdml.console import console
-    from cdml.inference import ImageFolderFiles, embed, load_checkpoint
+    from cdml.data.folder import unlabelled_images
+    from cdml.inference import embed, load_checkpoint
     from cdml.retrieval import GalleryIndex
     from cdml.training.datamodule import transforms_of
 
@@ -538,7 +539,7 @@ def _run_search(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no such query image: {', '.join(missing)}")
     model, config = load_checkpoint(args.checkpoint)
-    queries = ImageFolderFiles(args.queries, transforms_of(config.data, train=False))
+    queries = unlabelled_images(args.queries, transforms_of(config.data, train=False))
     embeddings, _ = embed(model, queries, progress=False)
     distances, indices = gallery.search(embeddings, args.k)
     results = [

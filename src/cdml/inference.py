@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from cdml.data.folder import find_images
-from cdml.data.image_dataset import open_rgb
 from cdml.models import EmbeddingModel
 from cdml.training.config import RunConfig, from_dict
 
-__all__ = ["ImageFolderFiles", "embed", "find_images", "load_checkpoint"]
+__all__ = ["embed", "find_images", "load_checkpoint"]
 
 
 def load_checkpoint(
@@ -70,21 +67,6 @@ def embed(
         embeddings.append(model(images.to(device)).float().cpu())
         labels.append(torch.as_tensor(batch_labels))
     return torch.cat(embeddings).numpy(), torch.cat(labels).numpy()
-
-
-class ImageFolderFiles(Dataset):
-    """``(image, -1)`` for each of ``paths``, transformed; an unreadable file raises, named."""
-
-    def __init__(self, paths: Sequence[Path], transform: Any) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image: Image.Image = open_rgb(str(self.paths[index]))
-        return self.transform(image), -1
 
 
 def _progress(iterable: Any, description: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,15 @@ def load_folder(
             f"dataset 'folder' ({root}) is unlabelled and has no {split!r} split; "
             "evaluate on a labelled dataset"
         )
-    paths = find_images(root)
+    return unlabelled_images(find_images(root), transform, skip_bad)
+
+
+def unlabelled_images(
+    paths: Sequence[str | Path],
+    transform: Callable[[Any], Any] | None = None,
+    skip_bad: bool = False,
+) -> ImageListDataset:
+    """Image files without labels: one class ``"unlabelled"``, every label 0."""
     return ImageListDataset(
         [str(p) for p in paths], [0] * len(paths), [UNLABELLED], transform, skip_bad
     )

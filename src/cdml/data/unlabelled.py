@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Sampler
+
+from cdml.data.transforms import seeded_item
 
 # indices (n,) of a batch's images, random generator -> (n, m) indices of their partners
 Pairing = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -157,10 +158,7 @@ class Views(Dataset):
     def __getitem__(self, key: tuple[int, ...]) -> tuple[tuple[Any, ...], int]:
         seed, index, *partners = key
         images = [index, *partners]
-        return tuple(self._view(image, seed + j) for j, image in enumerate(images)), index
-
-    def _view(self, index: int, seed: int) -> Any:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            image, _ = self.dataset[index]
-        return image
+        views = tuple(
+            seeded_item(self.dataset, image, seed + j)[0] for j, image in enumerate(images)
+        )
+        return views, index

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cdml.data import (
@@ -20,6 +19,7 @@ from cdml.data import (
     load_dataset,
     split_validation_classes,
 )
+from cdml.data.transforms import seeded_item
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.training.config import DataConfig
 from cdml.training.distributed import ShardSampler
@@ -211,9 +211,7 @@ class _SeededAugmentation(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
+        return seeded_item(self.dataset, index, seed)
 
 
 def _derive_seed(*parts: int) -> int:
