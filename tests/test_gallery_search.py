@@ -124,6 +124,8 @@ def test_index_extend_and_search_from_the_command_line(checkpoint, tmp_path, cap
     write_images(tmp_path / "gallery", [3, 4])
     assert main([*base, "--images", str(tmp_path / "gallery"), "--extend"]) == 0
     assert "2 items added, 5 in the flat index" in capsys.readouterr().out
+    assert main([*base, "--images", str(tmp_path / "gallery"), "--extend"]) == 0
+    assert "0 items added, 5 in the flat index" in capsys.readouterr().out
     query = tmp_path / "gallery" / "3.png"
     argv = ["search", str(query), "--index", str(index), "--checkpoint", str(checkpoint)]
     assert main([*argv, "-k", "2", "--json"]) == 0

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cdml.data.image_dataset import ImageListDataset
 from cdml.data.zero_shot import check_split
 
@@ -56,5 +58,9 @@ def unlabelled_images(
 ) -> ImageListDataset:
     """Image files without labels: one class ``"unlabelled"``, every label 0."""
     return ImageListDataset(
-        [str(p) for p in paths], [0] * len(paths), [UNLABELLED], transform, skip_bad
+        [str(p) for p in paths],
+        np.zeros(len(paths), dtype=np.int64),
+        [UNLABELLED],
+        transform,
+        skip_bad,
     )
