@@ -57,6 +57,25 @@ def test_approximate_indexes_recall_exact_neighbours(kind):
     assert approximate_recall(exact, exact, queries, k=10) == 1.0
 
 
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_a_wider_search_recalls_more_and_is_saved(kind, tmp_path):
+    gallery, queries = clustered(4000, dim=32, centres=4), clustered(100, dim=32, seed=4)
+    exact, approximate = GalleryIndex.create(32), GalleryIndex.create(32, kind=kind)
+    for index in (exact, approximate):
+        index.add(gallery, [str(i) for i in range(4000)])
+    approximate.search_width = 1
+    narrow = approximate_recall(approximate, exact, queries, k=10)
+    approximate.search_width = 64
+    assert approximate_recall(approximate, exact, queries, k=10) > narrow
+    approximate.save(tmp_path / "index")
+    assert GalleryIndex.load(tmp_path / "index").search_width == 64
+    assert exact.search_width is None
+    with pytest.raises(ValueError, match="no search width"):
+        exact.search_width = 4
+    with pytest.raises(ValueError, match="positive integer"):
+        approximate.search_width = 0
+
+
 def test_bad_input_is_named(tmp_path):
     gallery = GalleryIndex.create(16)
     with pytest.raises(ValueError, match="the index is empty"):
@@ -162,3 +181,7 @@ def test_index_and_search_errors(checkpoint, tmp_path, capsys):
     assert "no such query image" in capsys.readouterr().err
     assert main(["search", "q.png", "--index", str(tmp_path), "--checkpoint", str(checkpoint)]) == 2
     assert "index.faiss: missing" in capsys.readouterr().err
+    query = str(tmp_path / "gallery" / "0.png")
+    argv = ["search", query, "--index", str(index), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--width", "8"]) == 2
+    assert "--width: a flat index searches exhaustively" in capsys.readouterr().err

@@ -175,6 +175,12 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--checkpoint", type=Path, required=True, help="cdml checkpoint")
     search.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.add_argument(
+        "--width",
+        type=int,
+        help="approximate indexes only: IVF cells (nprobe, default 16) or HNSW candidates "
+        "(efSearch, default 128) searched; wider recalls more and is slower",
+    )
     search.set_defaults(run=_run_search)
 
     demo = commands.add_parser(
@@ -535,6 +541,11 @@ def _run_search(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.index} was built with another checkpoint ({gallery.meta.get('checkpoint')})"
         )
+    if args.width is not None:
+        try:
+            gallery.search_width = args.width
+        except ValueError as error:
+            raise UsageError(f"--width: {error}") from None
     missing = [str(q) for q in args.queries if not q.is_file()]
     if missing:
         raise UsageError(f"no such query image: {', '.join(missing)}")

@@ -75,6 +75,29 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def search_width(self) -> int | None:
+        """How much an approximate search looks at: IVF's ``nprobe`` cells, HNSW's
+        ``efSearch`` candidates (wider recalls more, slower); ``None`` for a flat index."""
+        if self.kind == "hnsw":
+            return int(self.index.hnsw.efSearch)
+        if self.kind == "ivf":
+            return int(self.meta.get("nprobe") or 16)
+        return None
+
+    @search_width.setter
+    def search_width(self, width: int) -> None:
+        if self.kind == "flat":
+            raise ValueError("a flat index searches exhaustively: it has no search width")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"search width must be a positive integer, got {width!r}")
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = width
+            return
+        self.meta["nprobe"] = width
+        if self.index is not None:
+            faiss.extract_index_ivf(self.index).nprobe = width
+
     def add(
         self, embeddings: np.ndarray, paths: Sequence[str], labels: Sequence[int] | None = None
     ) -> None:

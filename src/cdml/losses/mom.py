@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -76,13 +77,17 @@ def manifold_tuples(
     s = torch.sparse_coo_tensor(
         a.indices(), a.values() * scale[i] * scale[j], (n, n), check_invariants=True
     )
+    # CSR: its product with a dense matrix is twice as fast as COO's on CPU.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        s = s.to_sparse_csr()
 
     manifold = torch.empty(n, k, dtype=torch.long)
     for start in range(0, n, chunk):
         queries = torch.arange(start, min(start + chunk, n))
         rhs = torch.zeros(n, len(queries))
         rhs[queries, torch.arange(len(queries))] = 1
-        ranks = _conjugate_gradient(lambda x: x - alpha * (s @ x), rhs, iterations)
+        ranks = _diffusion(s, alpha, rhs, iterations)
         ranks[queries, torch.arange(len(queries))] = -math.inf
         manifold[queries] = ranks.T.topk(k, dim=1).indices
     positives = _ordered_difference(manifold, euclidean)
@@ -90,19 +95,23 @@ def manifold_tuples(
     return positives, negatives
 
 
-def _conjugate_gradient(apply, rhs: Tensor, iterations: int) -> Tensor:
-    """Solve ``apply(x) = rhs`` (symmetric positive definite), one system per column."""
+def _diffusion(s: Tensor, alpha: float, rhs: Tensor, iterations: int) -> Tensor:
+    """Solve ``(I - alpha s) x = rhs`` by conjugate gradient, one system per column.
+
+    ``s`` ``(n, n)`` sparse CSR, symmetric; ``rhs`` ``(n, c)``. Updates run in place: the
+    iteration is bound by memory traffic over ``(n, c)`` arrays.
+    """
     x = torch.zeros_like(rhs)
     residual = rhs.clone()
-    direction = residual.clone()
-    norm = (residual * residual).sum(0)
+    direction = rhs.clone()
+    norm = torch.linalg.vecdot(residual, residual, dim=0)
     for _ in range(iterations):
-        product = apply(direction)
-        step = norm / (direction * product).sum(0).clamp(min=1e-30)
-        x += step * direction
-        residual -= step * product
-        new_norm = (residual * residual).sum(0)
-        direction = residual + (new_norm / norm.clamp(min=1e-30)) * direction
+        product = torch.sparse.addmm(direction, s, direction, alpha=-alpha)
+        step = norm / torch.linalg.vecdot(direction, product, dim=0).clamp(min=1e-30)
+        x.addcmul_(direction, step)
+        residual.addcmul_(product, step, value=-1)
+        new_norm = torch.linalg.vecdot(residual, residual, dim=0)
+        direction.mul_(new_norm / norm.clamp(min=1e-30)).add_(residual)
         norm = new_norm
     return x
 

@@ -9,6 +9,7 @@ augmented image batches of :class:`cdml.data.unlabelled.Views`: two views of eve
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -135,9 +136,12 @@ class CBSwRObjective(nn.Module):
         statistics = cluster_statistics(probs.detach())
         return loss, {**terms, **statistics}
 
-    def pairing(self, features: Callable[[], Tensor]) -> NeighbourPairing:
+    def pairing(
+        self, features: Callable[[], Tensor], report: Callable[[str], None] = print
+    ) -> NeighbourPairing:
         """The neighbour pairing of the coming epoch, from the training images' current
-        backbone features ``(n, D)`` (computed by ``features()``)."""
+        backbone features ``(n, D)`` (computed by ``features()``). It takes seconds, so
+        ``report`` (a progress-message sink) is not used."""
         return NeighbourPairing(_nearest_other(features()))
 
 
@@ -186,11 +190,18 @@ class MOMObjective(nn.Module):
         anchors, positives, negatives = model(torch.cat(views)).chunk(3)
         return self.loss(anchors, positives, negatives), {}
 
-    def pairing(self, features: Callable[[], Tensor]) -> TuplePairing:
+    def pairing(
+        self, features: Callable[[], Tensor], report: Callable[[str], None] = print
+    ) -> TuplePairing:
         """Mine the tuples on the first call, from the pretrained features ``features()``
-        ``(n, D)``; reuse them after (the features are not computed again)."""
+        ``(n, D)``; reuse them after (the features are not computed again). Mining takes
+        minutes for tens of thousands of images: its start and duration go to ``report``."""
         if not self.tuples:
-            positives, negatives = manifold_tuples(features(), **self.mining)
+            points = features()
+            report(f"MOM: mining tuples of {len(points):,} images (kNN graph, diffusion)")
+            start = time.perf_counter()
+            positives, negatives = manifold_tuples(points, **self.mining)
+            report(f"MOM: mined in {time.perf_counter() - start:.0f} s")
             self.tuples = {"positives": positives.cpu(), "negatives": negatives.cpu()}
         return TuplePairing(self.tuples["positives"].numpy(), self.tuples["negatives"].numpy())
 
@@ -247,7 +258,9 @@ class UnsupervisedModule(MetricLearningModule):
         if not self.loss.pairs_images:
             return
         data = self.trainer.datamodule
-        pairing = self.loss.pairing(lambda: self._backbone_features(data.pairing_dataloader()))
+        pairing = self.loss.pairing(
+            lambda: self._backbone_features(data.pairing_dataloader()), report=self.print
+        )
         data.sampler.set_pairing(pairing)
 
     @torch.no_grad()
