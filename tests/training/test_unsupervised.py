@@ -75,12 +75,17 @@ def test_cbswr_trains_logs_its_terms_and_is_tested(tmp_path):
 
 
 @pytest.mark.parametrize("loss", ["sme", "mom"])
-def test_baselines_train_and_resume(loss, tmp_path):
+def test_baselines_train_and_resume(loss, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--dataset", "digits", "--loss", loss, *TINY, "--no-baseline"]
     assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
+    mined = capsys.readouterr().out.count("MOM: mined in")
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    # MOM mines (and says so) once; the resumed run reuses its tuples
+    assert (mined, capsys.readouterr().out.count("MOM: mined in")) == (
+        (1, 0) if loss == "mom" else (0, 0)
+    )
     if loss == "mom":  # the mined tuples travel in the checkpoint
         state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         train_images = len(load_dataset("digits", None, "train"))
