@@ -191,7 +191,7 @@ class GalleryIndex:
         gallery = cls(index, kind, meta)
         gallery.paths, gallery.labels = paths, labels
         if kind == "ivf":
-            faiss.extract_index_ivf(index).nprobe = int(meta.get("nprobe") or 16)
+            faiss.extract_index_ivf(index).nprobe = gallery.search_width
         return gallery
 
     def _check(self, array: Any, name: str) -> np.ndarray:
@@ -208,7 +208,7 @@ class GalleryIndex:
         quantizer = faiss.IndexFlatL2(self.dim)
         index = faiss.IndexIVFFlat(quantizer, self.dim, nlist)
         index.train(embeddings)
-        index.nprobe = int(self.meta.get("nprobe") or 16)
+        index.nprobe = self.search_width
         self.meta["nlist"] = nlist
         return index
 
