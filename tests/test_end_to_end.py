@@ -34,7 +34,7 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_the_run_folder(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert set(metrics) >= {"test", "val", "untrained", "epochs", "checkpoint"}
+    assert set(metrics) >= {"test", "val", "untrained", "untrained_val", "epochs", "checkpoint"}
     assert set(metrics["test"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r"}
     assert metrics["epochs"] == 1
     assert (trained_run / "config.yaml").is_file()
@@ -44,6 +44,32 @@ def test_train_writes_the_run_folder(trained_run):
     assert "train/loss_step" in logged and "val/recall@1" in logged
     assert "train/clustering_score_step" in logged and "train/margin_multiplier" in logged
     assert list((trained_run / "logs" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_the_untrained_model_is_the_first_validation_point(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics["untrained_val"]) == set(metrics["val"])
+    rows = (trained_run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    step, val = header.index("step"), header.index("val/recall@1")
+    validated = [row.split(",") for row in rows[1:] if row.split(",")[val]]
+    assert validated[0][step] == "0"  # before any training step
+    assert float(validated[0][val]) == pytest.approx(metrics["untrained_val"]["recall@1"])
+    assert metrics["best_epoch"] in (-1, 0)
+
+
+def test_no_epoch_better_than_the_untrained_model_keeps_it(tmp_path, capsys):
+    # Learning rates of 0 (and frozen BatchNorm statistics): every epoch validates exactly as
+    # the untrained model, so none beats it.
+    out = tmp_path / "unchanged"
+    assert train(out, "--epochs", "2", "--no-baseline", "--set", "optim.backbone_lr=0",
+                 "--set", "optim.head_lr=0") == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == -1
+    assert metrics["val"] == pytest.approx(metrics["untrained_val"])
+    printed = capsys.readouterr().out
+    assert "No epoch beat the untrained model" in printed
+    assert "change (points)" in printed and "validation classes" in printed
 
 
 def test_resume_continues_and_refuses_to_overwrite(trained_run, capsys):

@@ -261,7 +261,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from cdml.console import console, metrics_table
+    from cdml.console import console, run_tables
     from cdml.training import RunConfig, apply_overrides, load_config, train
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
@@ -283,10 +283,8 @@ def _run_train(args: argparse.Namespace) -> int:
     config = apply_overrides(config, overrides)
     console.print(f"run folder: {Path(config.out).resolve()}")
     results = train(config, resume=args.resume, baseline=not args.no_baseline)
-    rows = {"untrained": results["untrained"]} if "untrained" in results else {}
-    if "test" in results:
-        rows[f"trained ({config.loss.name})"] = results["test"]
-        console.print(metrics_table(rows, title=f"{config.data.dataset}: unseen test classes"))
+    for table in run_tables(results, config.loss.name, config.data.dataset):
+        console.print(table)
     console.print(
         f"outputs in {Path(config.out).resolve()}: metrics.json, config.yaml, "
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,9 +24,33 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], title: str | None = N
     for name in columns:
         table.add_column(_column_title(name), justify="right")
     for row_name, metrics in rows.items():
-        cells = [f"{100 * metrics[name]:.2f}" if name in metrics else "-" for name in columns]
+        signed = "+" if row_name.startswith("change") else ""
+        cells = [
+            f"{100 * metrics[name]:{signed}.2f}" if name in metrics else "-" for name in columns
+        ]
         table.add_row(row_name, *cells)
     return table
+
+
+def run_tables(results: Mapping[str, Any], method: str, dataset: str) -> list[Table]:
+    """The tables of a run's ``metrics.json`` content: the unseen test classes and the
+    validation classes, each with the untrained model, the trained one and the change in
+    points (where the run measured both)."""
+    parts = (
+        ("test", "untrained", f"{dataset}: unseen test classes"),
+        ("val", "untrained_val", f"{dataset}: validation classes (held-out training classes)"),
+    )
+    tables = []
+    for trained_key, untrained_key, title in parts:
+        if trained_key not in results:
+            continue
+        rows = {f"trained ({method})": results[trained_key]}
+        if untrained_key in results:
+            before, after = results[untrained_key], results[trained_key]
+            rows = {"untrained": before, **rows}
+            rows["change (points)"] = {k: after[k] - before[k] for k in after if k in before}
+        tables.append(metrics_table(rows, title=title))
+    return tables
 
 
 def _column_title(metric: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
-from cdml.console import console, metrics_table
+from cdml.console import console, run_tables
 from cdml.data import load_dataset
 from cdml.data.builtin import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from cdml.inference import embed, load_checkpoint
@@ -94,12 +94,8 @@ def run_demo(
 
         shutil.rmtree(out)  # the demo's own folder: each demo starts afresh
     results = train(config)
-    console.print(
-        metrics_table(
-            {"untrained": results["untrained"], f"trained ({loss})": results["test"]},
-            title=f"{config.data.dataset}: unseen classes 5-9",
-        )
-    )
+    for table in run_tables(results, loss, config.data.dataset):
+        console.print(table)
     if not plot:
         return results
     model, config = load_checkpoint(out / results["checkpoint"])

@@ -6,7 +6,7 @@ from cdml.data import DATASETS, SPLITS, load_dataset
 
 
 def test_every_dataset_of_the_issue_is_registered():
-    expected = {"cub200", "cars196", "sop", "csv", "fashion-mnist", "digits", "folder"}
+    expected = {"cub200", "cars196", "sop", "csv", "fashion-mnist", "digits", "glyphs", "folder"}
     assert set(DATASETS) == expected
     assert SPLITS == ("train", "test")
 

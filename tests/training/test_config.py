@@ -26,7 +26,12 @@ def test_shipped_configs_load(path):
     method, dataset = path.stem.split("_", 1)
     assert config.loss.name == method
     assert config.data.dataset == dataset
-    assert config.data.classes_per_batch <= config.data.batch_size
+    assert config.data.classes_per_batch is None or (
+        config.data.classes_per_batch <= config.data.batch_size
+    )
+    # The papers' own training, not cdml's recommendation for a user's data.
+    assert config.model.freeze_bn is False
+    assert config.data.crop_scale == [0.08, 1.0]
 
 
 def test_every_method_and_benchmark_has_a_config():
@@ -55,9 +60,14 @@ def test_released_settings_of_seed_001():
 
 def test_method_dependent_defaults():
     supervised = resolve_defaults(RunConfig())
-    assert supervised.model.embedding_size == 64 and supervised.data.val_fraction == 0.2
+    # The validation share and the batches depend on the data: filled when it is loaded.
+    assert supervised.model.embedding_size == 64 and supervised.data.val_fraction is None
+    assert supervised.data.batch_size is None and supervised.data.flip is True
+    glyphs = resolve_defaults(apply_overrides(RunConfig(), {"data.dataset": "glyphs"}))
+    assert glyphs.data.flip is False  # a mirrored character is another character
     unsupervised = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
     assert unsupervised.model.embedding_size == 128 and unsupervised.data.val_fraction == 0.0
+    assert unsupervised.data.batch_size == 64
     explicit = apply_overrides(RunConfig(), {"loss.name": "sme", "model.embedding_size": 32})
     assert resolve_defaults(explicit).model.embedding_size == 32
 

@@ -12,6 +12,7 @@ from cdml.data.cars import load_cars196
 from cdml.data.csv_list import load_csv
 from cdml.data.cub import load_cub200
 from cdml.data.folder import load_folder
+from cdml.data.glyphs import load_glyphs
 from cdml.data.sop import load_sop
 
 DATASETS: dict[str, Callable[..., LabelledDataset]] = {
@@ -21,8 +22,12 @@ DATASETS: dict[str, Callable[..., LabelledDataset]] = {
     "csv": load_csv,
     "fashion-mnist": load_fashion_mnist,
     "digits": load_digits,
+    "glyphs": load_glyphs,
     "folder": load_folder,
 }
+
+# Datasets whose mirror images belong to another class (b / d): trained without flips.
+MIRROR_SENSITIVE = frozenset({"glyphs"})
 
 
 def load_dataset(

@@ -21,11 +21,13 @@ def build_transforms(
     std: Sequence[float] = IMAGENET_STD,
     resize_ratio: float = DEFAULT_RESIZE_RATIO,
     crop_scale: tuple[float, float] = (0.08, 1.0),
+    flip: bool = True,
 ) -> v2.Compose:
     """The train or test pipeline for square ``image_size`` inputs.
 
     Train: random resized crop to ``image_size`` (a ``crop_scale`` share of the image area,
-    default torchvision's 0.08-1, aspect 3/4-4/3), random horizontal flip. Test: resize the
+    default torchvision's 0.08-1, aspect 3/4-4/3), random horizontal flip unless ``flip`` is
+    False (where a mirror image is another class, as for characters). Test: resize the
     shorter side to ``round(image_size * resize_ratio)``, centre crop ``image_size``. Both
     convert grayscale to 3 channels first and end with ``(x / 255 - mean) / std`` per channel,
     ``mean`` and ``std`` being the backbone's normalisation (ImageNet's by default).
@@ -42,7 +44,8 @@ def build_transforms(
             f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {crop_scale}"
         )
     if train:
-        geometry = [v2.RandomResizedCrop(image_size, scale=crop_scale), v2.RandomHorizontalFlip()]
+        geometry = [v2.RandomResizedCrop(image_size, scale=crop_scale)]
+        geometry += [v2.RandomHorizontalFlip()] if flip else []
     else:
         geometry = [v2.Resize(round(image_size * resize_ratio)), v2.CenterCrop(image_size)]
     return v2.Compose(

@@ -14,7 +14,12 @@ class MetricLoss(nn.Module):
     Subclasses implement :meth:`compute`, which receives ``(n, d)`` float32 or float64
     embeddings and ``(n,)`` int64 labels on the same device and runs with autocast disabled,
     so under mixed precision the loss is still computed, and returned, in float32.
+
+    ``images_per_class`` is the share of a class-balanced batch each class gets by default
+    (the papers' C/n = 0.25: 32 classes of 4 in a batch of 128).
     """
+
+    images_per_class: int = 4
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """``embeddings`` ``(n, d)`` float, ``labels`` ``(n,)`` integer -> scalar loss."""

@@ -36,6 +36,8 @@ class GroupLoss(MetricLoss):
     Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar.
     """
 
+    images_per_class = 9  # the released CUB setting: 6 classes x 9
+
     def __init__(
         self,
         embedding_size: int,

@@ -30,6 +30,8 @@ class NPairsLoss(MetricLoss):
     Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar.
     """
 
+    images_per_class = 2  # an anchor and a positive per class (C/n = 0.5)
+
     def __init__(self, reg_lambda: float = 0.002) -> None:
         super().__init__()
         self.reg_lambda = check_hyperparameter("reg_lambda", reg_lambda, 0)

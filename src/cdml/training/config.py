@@ -26,13 +26,20 @@ class DataConfig:
     root: str | None = None
     image_size: int = 64
     resize_ratio: float = 256 / 227  # test-time resize before the centre crop, as in the papers
-    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # train crop area range
+    # Train crop area range. cdml's default keeps at least half the image (an 8 % crop of a
+    # small object or a glyph is another thing); the papers' configs use [0.08, 1].
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
     mean: list[float] | None = None  # input normalisation; None: the backbone's weights' own
     std: list[float] | None = None
-    batch_size: int = 64
-    classes_per_batch: int = 16
-    # Share of the training classes held out for model selection; None: 0.2, or 0 for the
-    # unsupervised methods (choosing the classes would read the training labels).
+    flip: bool | None = None  # train flips; None: yes, unless a mirror image is another class
+    # None: 128 (64 images in two views for the unsupervised methods), at most the training
+    # images.
+    batch_size: int | None = None
+    # None: batch_size / the loss's images per class (the papers' C/n), at most the classes.
+    classes_per_batch: int | None = None
+    # Share of the training classes held out for model selection; None: 0.2 when that holds
+    # out at least 4 classes, else 0; always 0 for the unsupervised methods (choosing the
+    # classes would read the training labels).
     val_fraction: float | None = None
     # Quick runs: at most this many images per class in validation and test (seeded sample);
     # None evaluates every image, as the papers' protocol does.
@@ -50,7 +57,9 @@ class ModelConfig:
     weights: str | None = None  # a state-dict file for backbones other than efficientnet_lite0
     embedding_size: int | None = None  # None: 64 (seed 000), 128 for the unsupervised methods
     normalize: bool = True  # L2-normalise embeddings (seed 000 does not for lifted / N-pairs)
-    freeze_bn: bool = False
+    # Keep the pretrained BatchNorm statistics: re-estimated on the training classes they do
+    # not carry to unseen ones (docs/METHODS.md, "cdml's default recipe").
+    freeze_bn: bool = True
 
 
 @dataclass
@@ -67,8 +76,8 @@ class OptimConfig:
     """Optimiser, learning rates per part, and step decay."""
 
     name: str = "rmsprop"  # rmsprop | adam | radam | sgd
-    backbone_lr: float = 1e-4
-    head_lr: float = 1e-3
+    backbone_lr: float = 3e-5
+    head_lr: float = 3e-4
     loss_lr: float = 1e-3  # parameters owned by the loss (Group Loss's classifier)
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
@@ -81,7 +90,7 @@ class OptimConfig:
 class TrainerConfig:
     """Lightning trainer settings."""
 
-    epochs: int = 10
+    epochs: int = 5
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = 1
@@ -144,12 +153,20 @@ UNSUPERVISED_LOSSES = ("cbswr", "sme", "mom")
 
 
 def resolve_defaults(config: RunConfig) -> RunConfig:
-    """Fill the settings whose default depends on the method (see their comments)."""
+    """Fill the settings whose default depends on the method or the dataset's name (see their
+    comments); those that depend on the data's size are filled when it is loaded
+    (:class:`cdml.training.datamodule.MetricLearningDataModule`)."""
+    from cdml.data.registry import MIRROR_SENSITIVE
+
     unsupervised = config.loss.name in UNSUPERVISED_LOSSES
     if config.model.embedding_size is None:
         config.model.embedding_size = 128 if unsupervised else 64
-    if config.data.val_fraction is None:
-        config.data.val_fraction = 0.0 if unsupervised else 0.2
+    if unsupervised and config.data.val_fraction is None:
+        config.data.val_fraction = 0.0
+    if unsupervised and config.data.batch_size is None:
+        config.data.batch_size = 64
+    if config.data.flip is None:
+        config.data.flip = config.data.dataset not in MIRROR_SENSITIVE
     return config
 
 

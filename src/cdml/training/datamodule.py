@@ -26,6 +26,9 @@ from cdml.training.distributed import ShardSampler
 
 EVAL_BATCH_SIZE = 256
 UNLABELLED_DATASETS = ("folder",)
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_VAL_FRACTION = 0.2
+MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
 
 
 class MetricLearningDataModule(L.LightningDataModule):
@@ -38,7 +41,7 @@ class MetricLearningDataModule(L.LightningDataModule):
     exactly the batches an uninterrupted one would have.
     """
 
-    def __init__(self, config: DataConfig, seed: int = 0) -> None:
+    def __init__(self, config: DataConfig, seed: int = 0, images_per_class: int = 4) -> None:
         super().__init__()
         self.config = config
         self.seed = seed
@@ -47,6 +50,9 @@ class MetricLearningDataModule(L.LightningDataModule):
         options: dict[str, Any] = {"skip_bad": True} if config.skip_bad else {}
         self._options = options
         full_train = self._load("train", self.train_transform)
+        if config.val_fraction is None:
+            held_out = round(DEFAULT_VAL_FRACTION * full_train.num_classes)
+            config.val_fraction = DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
         if config.val_fraction > 0:
             self.train_set, self.val_set = split_validation_classes(
                 full_train, config.val_fraction, seed=seed
@@ -65,6 +71,46 @@ class MetricLearningDataModule(L.LightningDataModule):
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
+        self._resolve_batches(images_per_class)
+
+    def _resolve_batches(self, images_per_class: int) -> None:
+        """Fill ``batch_size`` and ``classes_per_batch`` from the training split when unset;
+        check the values given against it (naming the flag that sets them)."""
+        config, images, classes = self.config, len(self.train_set), self.train_set.num_classes
+        if config.batch_size is None:
+            config.batch_size = min(DEFAULT_BATCH_SIZE, images)
+        if config.batch_size < 2:
+            raise ValueError(f"data.batch_size (--batch-size) must be at least 2, got "
+                             f"{config.batch_size}")  # fmt: skip
+        if config.classes_per_batch is None:
+            share = max(config.batch_size // images_per_class, 2)
+            config.classes_per_batch = min(share, classes, config.batch_size)
+        if config.classes_per_batch > classes:
+            held_out = " after holding out validation classes" if self.val_set else ""
+            raise ValueError(
+                f"data.classes_per_batch (--classes-per-batch) is {config.classes_per_batch}, "
+                f"but the training split of {config.dataset} holds {classes} classes"
+                f"{held_out}; give at most {classes}, or leave it out to have it chosen"
+            )
+        if config.classes_per_batch > config.batch_size:
+            raise ValueError(
+                f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) "
+                f"exceeds data.batch_size (--batch-size, {config.batch_size})"
+            )
+
+    def describe(self) -> str:
+        """One line on the resolved batches and the validation split."""
+        config, train = self.config, self.train_set
+        validation = (
+            f"{self.val_set.num_classes} held-out training classes"
+            if self.val_set is not None
+            else "none (the last epoch is kept)"
+        )
+        return (
+            f"{config.dataset}: {len(train):,} training images of {train.num_classes} "
+            f"classes; batches of {config.batch_size} from {config.classes_per_batch} "
+            f"classes; validation: {validation}"
+        )
 
     def _load(self, split: str, transform: Any) -> LabelledDataset:
         return load_dataset(
@@ -126,6 +172,7 @@ def transforms_of(config: DataConfig, train: bool) -> Any:
         train=train,
         resize_ratio=config.resize_ratio,
         crop_scale=tuple(config.crop_scale),
+        flip=config.flip is not False,
         **normalisation,
     )
 
@@ -138,13 +185,14 @@ class UnlabelledDataModule(MetricLearningDataModule):
     split is evaluated as usual.
     """
 
-    def __init__(self, config: DataConfig, seed: int = 0) -> None:
-        if config.val_fraction > 0:
+    def __init__(self, config: DataConfig, seed: int = 0, images_per_class: int = 4) -> None:
+        if config.val_fraction:
             raise ValueError(
                 "data.val_fraction must be 0 for the unsupervised methods: holding out "
                 "training classes would read the training labels"
             )
-        super().__init__(config, seed)
+        config.val_fraction = 0.0
+        super().__init__(config, seed, images_per_class)
         self.sampler: UnlabelledBatchSampler | None = None
 
     def train_dataloader(self) -> DataLoader:

@@ -17,8 +17,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
 from cdml.io import write_json, write_text
-from cdml.losses import build_loss
+from cdml.losses import LOSSES, MetricLoss, build_loss
 from cdml.models import EmbeddingModel
+from cdml.training.callbacks import UNTRAINED_EPOCH, BestCheckpoint
 from cdml.training.config import RunConfig, resolve_defaults
 from cdml.training.datamodule import MetricLearningDataModule, UnlabelledDataModule
 from cdml.training.module import MetricLearningModule
@@ -118,10 +119,12 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
 
     The folder ``config.out`` receives ``config.yaml``, ``checkpoints/{best,last}.ckpt``,
     ``logs/version_N/`` (CSV and TensorBoard, one version per start of the run) and
-    ``metrics.json``: ``{"test": ..., "val": ..., "untrained": ..., "epochs": N,
-    "checkpoint": ...}``. The best checkpoint is chosen by validation Recall@1 (on held-out
-    training classes); without a validation split the last one is used. ``baseline`` also
-    tests the untrained model (pretrained backbone, random head).
+    ``metrics.json``: ``{"test": ..., "val": ..., "untrained": ..., "untrained_val": ...,
+    "epochs": N, "best_epoch": E, "checkpoint": ...}``. The best checkpoint is chosen by
+    validation Recall@1 (on held-out training classes) among the epochs and the untrained
+    model (pretrained backbone, random head; ``best_epoch`` -1), which is validated first;
+    without a validation split the last one is used. ``baseline`` also tests the untrained
+    model.
     """
     config = resolve_defaults(config)
     out = Path(config.out)
@@ -140,23 +143,22 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     config.data.std = config.data.std or list(model.data_config["std"])
     unsupervised = config.loss.name in OBJECTIVES
     data_module = UnlabelledDataModule if unsupervised else MetricLearningDataModule
-    data = data_module(config.data, seed=config.trainer.seed)
+    loss_class = LOSSES.get(config.loss.name, MetricLoss)
+    data = data_module(
+        config.data, seed=config.trainer.seed, images_per_class=loss_class.images_per_class
+    )
     module = build_module(config, model, data.num_train_classes)
     if is_zero:
+        console.print(data.describe())
         write_text(out / "config.yaml", config.to_yaml())
 
     has_val = data.val_set is not None
-    # Two callbacks: the best epoch by validation Recall@1, and every epoch's end for --resume.
-    best_checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
-        monitor="val/recall@1",
-        mode="max",
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+    checkpoints = out / "checkpoints"
+    # The best epoch by validation Recall@1 (the untrained model counts as one), and every
+    # epoch's end for --resume.
+    best_checkpoint = BestCheckpoint(checkpoints / BEST_CHECKPOINT)
     last_checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints",
+        dirpath=checkpoints,
         filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
         save_top_k=1,
         enable_version_counter=False,
@@ -171,11 +173,21 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
             "(evaluate its checkpoint with cdml evaluate --checkpoint on a labelled dataset)"
         )
     untrained_file = out / "untrained.json"
-    if baseline and has_test and resume_from is None and is_zero:
-        write_json(untrained_file, _test(config, module, data, out))
+    if resume_from is None:
+        untrained: dict[str, Any] = {}
+        if has_val:
+            # The untrained model is the first point of the validation curves and the score
+            # every epoch must beat to become the best checkpoint.
+            trainer.validate(module, datamodule=data, verbose=False)
+            untrained["val"] = dict(module.last_eval_metrics)
+            best_checkpoint.save_untrained(trainer, untrained["val"]["recall@1"])
+        if baseline and has_test and is_zero:
+            untrained["test"] = _test(config, module, data, out)
+        if is_zero:
+            write_json(untrained_file, untrained)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
-    selected = out / "checkpoints" / (BEST_CHECKPOINT if has_val else LAST_CHECKPOINT)
+    selected = checkpoints / (BEST_CHECKPOINT if has_val else LAST_CHECKPOINT)
     results: dict[str, Any] = {}
     if has_test:
         trainer.test(module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False)
@@ -186,9 +198,21 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
         )
         results["val"] = dict(module.last_eval_metrics)
     if untrained_file.is_file():
-        results["untrained"] = json.loads(untrained_file.read_text())
+        untrained = json.loads(untrained_file.read_text())
+        if "test" in untrained:
+            results["untrained"] = untrained["test"]
+        if "val" in untrained:
+            results["untrained_val"] = untrained["val"]
     results["epochs"] = trainer.current_epoch
     results["checkpoint"] = os.path.relpath(selected, out)
+    if has_val:
+        results["best_epoch"] = best_checkpoint.best_epoch
+        if best_checkpoint.best_epoch == UNTRAINED_EPOCH and is_zero:
+            console.print(
+                f"[bold]No epoch beat the untrained model on the validation classes[/] "
+                f"(Recall@1 {100 * best_checkpoint.best_score:.2f} %): {selected} holds the "
+                "untrained model; try lower learning rates or frozen BatchNorm statistics"
+            )
     if trainer.is_global_zero:
         write_json(out / "metrics.json", results)
     return results

@@ -1,0 +1,50 @@
+"""Model selection: the best checkpoint by validation Recall@1, the untrained model included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+UNTRAINED_EPOCH = -1  # ``best_epoch`` of a run in which no epoch beat the untrained model
+
+
+class BestCheckpoint(Callback):
+    """Writes ``path`` whenever a training epoch's ``monitor`` beats every earlier score.
+
+    The first score to beat is the untrained model's: :meth:`save_untrained` records it (and
+    writes the untrained model to ``path``) before training, so the best checkpoint is never
+    worse on validation than the model training started from. The best score and epoch travel
+    in every checkpoint, so a resumed run keeps them.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val/recall@1") -> None:
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+
+    def save_untrained(self, trainer: L.Trainer, score: float) -> None:
+        """Record the untrained model's ``score`` and write it as the best checkpoint; call
+        after ``trainer.validate`` of the untrained model."""
+        self.best_score, self.best_epoch = score, UNTRAINED_EPOCH
+        trainer.save_checkpoint(self.path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is None:
+            return
+        if self.best_score is None or float(score) > self.best_score:
+            self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            trainer.save_checkpoint(self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]

@@ -1,0 +1,88 @@
+"""Defaults that run everywhere: batches and validation classes resolved from the data."""
+
+import os
+
+import pytest
+import torch
+
+from cdml.cli import main
+from cdml.data.glyphs import FONT_ROOT, find_fonts
+from cdml.demo import fashion_mnist_available
+from cdml.losses import LOSSES, build_loss
+from cdml.training import RunConfig, apply_overrides
+from cdml.training.config import UNSUPERVISED_LOSSES, resolve_defaults
+from cdml.training.datamodule import MetricLearningDataModule, UnlabelledDataModule
+
+STANDARD_FONTS = FONT_ROOT.is_dir() and len(find_fonts()) >= 100
+BUILTIN = [
+    "digits",
+    pytest.param(
+        "fashion-mnist",
+        marks=pytest.mark.skipif(
+            not fashion_mnist_available() and not os.environ.get("CI"),
+            reason="needs dataset-fashion-mnist (make datasets); CI installs it",
+        ),
+    ),
+    pytest.param(
+        "glyphs",
+        marks=pytest.mark.skipif(
+            not STANDARD_FONTS and not os.environ.get("CI"),
+            reason="needs the standard font set (make datasets); CI installs it",
+        ),
+    ),
+]
+
+
+def data_of(dataset: str, loss: str, **settings) -> MetricLearningDataModule:
+    settings = {"data.dataset": dataset, "loss.name": loss, "data.image_size": 16, **settings}
+    config = resolve_defaults(apply_overrides(RunConfig(), settings))
+    kind = UnlabelledDataModule if loss in UNSUPERVISED_LOSSES else MetricLearningDataModule
+    images_per_class = LOSSES[loss].images_per_class if loss in LOSSES else 4
+    return kind(config.data, seed=0, images_per_class=images_per_class)
+
+
+@pytest.mark.parametrize("dataset", BUILTIN)
+@pytest.mark.parametrize("loss", [*LOSSES, *UNSUPERVISED_LOSSES])
+def test_every_builtin_dataset_and_loss_gets_batches(dataset, loss):
+    data = data_of(dataset, loss)
+    config = data.config
+    assert config.batch_size in (128, 64)
+    batch = next(iter(data.train_dataloader()))
+    if loss in UNSUPERVISED_LOSSES:
+        assert config.val_fraction == 0 and data.val_set is None
+        return
+    images, labels = batch
+    assert images.shape == (config.batch_size, 3, 16, 16)
+    assert len(labels.unique()) == config.classes_per_batch
+    # The paper's C/n where the classes allow it; all the classes where they are fewer.
+    wanted = config.batch_size // LOSSES[loss].images_per_class
+    assert config.classes_per_batch == min(wanted, data.num_train_classes)
+    if dataset == "glyphs":  # many classes: some are held out for model selection
+        assert config.val_fraction == 0.2 and data.val_set.num_classes >= 20
+    else:  # five training classes: too few to hold out any
+        assert config.val_fraction == 0 and data.val_set is None
+    params = {"embedding_size": 8, "num_classes": data.num_train_classes} if loss == "group" else {}
+    embeddings = torch.nn.functional.normalize(torch.randn(len(labels), 8), dim=1)
+    assert torch.isfinite(build_loss(loss, **params)(embeddings, labels))
+
+
+def test_a_value_the_data_cannot_satisfy_names_its_flag():
+    with pytest.raises(ValueError, match=r"--classes-per-batch\) is 16.*holds 5 classes"):
+        data_of("digits", "triplet", **{"data.classes_per_batch": 16})
+    with pytest.raises(ValueError, match=r"--classes-per-batch, 4\) exceeds.*--batch-size, 3"):
+        data_of("digits", "triplet", **{"data.classes_per_batch": 4, "data.batch_size": 3})
+
+
+def test_train_with_no_batch_flags(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--loss", "triplet", "--epochs", "1",
+            "--image-size", "16", "--backbone", "test_resnet", "--set", "model.pretrained=false",
+            "--set", "trainer.limit_train_batches=2", "--set", "trainer.progress_bar=false",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "batches of 128 from 5 classes" in printed
+    written = (out / "config.yaml").read_text()
+    assert "batch_size: 128" in written and "classes_per_batch: 5" in written
+    assert main([*argv[:-1], str(tmp_path / "bad"), "--classes-per-batch", "9"]) == 2
+    assert "--classes-per-batch" in capsys.readouterr().err
