@@ -12,10 +12,9 @@ Run: ``.venv/bin/python benchmarks/defaults_before_after.py [--datasets digits]`
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from cdml.cli import main as cdml
+from cached_run import cached_run
 
 BUDGET = ["--epochs", "2", "--set", "trainer.limit_train_batches=15",
           "--set", "trainer.progress_bar=false"]  # fmt: skip
@@ -28,13 +27,10 @@ COLUMNS = ("recall@1", "nmi", "map@r")
 
 
 def run(dataset: str, recipe: str, seed: int, root: Path) -> dict:
-    out = root / dataset / f"{recipe}-{seed}"
     argv = ["train", "--dataset", dataset, "--loss", "facility", "--seed", str(seed), *BUDGET]
     argv += ["--set", f"data.max_eval_per_class={EVAL_PER_CLASS[dataset]}"]
-    argv += [*(FORMER if recipe == "before" else []), "--out", str(out)]
-    if not (out / "metrics.json").is_file() and cdml(argv) != 0:
-        raise SystemExit(f"run failed: cdml {' '.join(argv)}")
-    return json.loads((out / "metrics.json").read_text())
+    argv += FORMER if recipe == "before" else []
+    return cached_run(argv, root / dataset / f"{recipe}-{seed}")
 
 
 def main() -> None:

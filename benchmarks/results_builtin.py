@@ -17,12 +17,11 @@ Run: ``.venv/bin/python benchmarks/results_builtin.py [--datasets glyphs] [--met
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from cached_run import cached_run
 
-from cdml.cli import main as cdml
 from cdml.io import write_text
 
 # The unsupervised methods learn from augmentations: they crop (the supervised rows only flip).
@@ -41,7 +40,10 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 }
 # The glyphs rows use cdml's defaults (which already crop): only the CBS ablation sets a value.
 GLYPHS_METHODS: dict[str, tuple[str, list[str]]] = {
-    name: (loss, [a for a in extra if a not in UNSUPERVISED])
+    name: (
+        loss,
+        extra[len(UNSUPERVISED) :] if extra[: len(UNSUPERVISED)] == UNSUPERVISED else extra,
+    )
     for name, (loss, extra) in METHODS.items()
 }
 GLYPHS_BUDGET = ["--epochs", "2", "--set", "trainer.limit_train_batches=15",
@@ -62,13 +64,10 @@ def command(dataset: str, method: str, seed: str) -> list[str]:
 def run(dataset: str, method: str, seed: int, root: Path) -> dict:
     """Metrics of one run: ``{"test": ..., "untrained": ...}`` (and ``val``,
     ``untrained_val`` where the dataset has validation classes)."""
-    out = root / dataset / f"{method}-{seed}"
-    argv = [*command(dataset, method, str(seed)), "--out", str(out)]
+    argv = command(dataset, method, str(seed))
     if dataset == "glyphs":
         argv += ["--set", "trainer.progress_bar=false"]
-    if not (out / "metrics.json").is_file() and cdml(argv) != 0:
-        raise SystemExit(f"run failed: cdml {' '.join(argv)}")
-    return json.loads((out / "metrics.json").read_text())
+    return cached_run(argv, root / dataset / f"{method}-{seed}")
 
 
 def cell(values: list[float]) -> str:

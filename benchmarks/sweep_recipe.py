@@ -12,10 +12,9 @@ Run: ``.venv/bin/python benchmarks/sweep_recipe.py [--loss triplet] [--recipes a
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from cdml.cli import main as cdml
+from cached_run import cached_run
 
 # The budget of every run: 2 epochs of 15 batches of 128 (3,840 images), 20 validation
 # images per class.
@@ -52,12 +51,9 @@ COLUMNS = ("recall@1", "nmi", "map@r")
 
 
 def run(name: str, loss: str, seed: int, root: Path) -> dict:
-    out = root / loss / f"{list(RECIPES).index(name)}-{seed}"
     argv = ["train", "--dataset", "glyphs", "--loss", loss, "--seed", str(seed)]
-    argv += [*BUDGET, *RECIPES[name], "--no-baseline", "--out", str(out)]
-    if not (out / "metrics.json").is_file() and cdml(argv) != 0:
-        raise SystemExit(f"run failed: cdml {' '.join(argv)}")
-    return json.loads((out / "metrics.json").read_text())
+    argv += [*BUDGET, *RECIPES[name], "--no-baseline"]
+    return cached_run(argv, root / loss / f"{list(RECIPES).index(name)}-{seed}")
 
 
 def main() -> None:

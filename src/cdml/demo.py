@@ -61,8 +61,6 @@ def demo_config(
         # Five training classes are too few to hold some out: the last epoch is kept.
         "data.val_fraction": 0.0,
         "loss.name": loss,
-        # Seed 000 L2-normalises the embedding for its own loss and triplet, not lifted/N-pairs.
-        "model.normalize": loss not in ("lifted", "npairs"),
         # Five classes of small grey images: BatchNorm statistics re-estimated on them do not
         # transfer to the unseen classes, the pretrained ones do.
         "model.freeze_bn": True,

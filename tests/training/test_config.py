@@ -63,6 +63,11 @@ def test_method_dependent_defaults():
     # The validation share and the batches depend on the data: filled when it is loaded.
     assert supervised.model.embedding_size == 64 and supervised.data.val_fraction is None
     assert supervised.data.batch_size is None and supervised.data.flip is True
+    assert supervised.model.normalize is True
+    for loss in ("lifted", "npairs"):  # seed 000 trains these on unnormalised embeddings
+        assert not resolve_defaults(
+            apply_overrides(RunConfig(), {"loss.name": loss})
+        ).model.normalize
     glyphs = resolve_defaults(apply_overrides(RunConfig(), {"data.dataset": "glyphs"}))
     assert glyphs.data.flip is False  # a mirrored character is another character
     unsupervised = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))

@@ -15,8 +15,10 @@ from cdml.data.glyphs import FONT_ROOT, find_fonts
 from cdml.training import RunConfig, apply_overrides, train
 
 STANDARD_FONTS = FONT_ROOT.is_dir() and len(find_fonts()) >= 100
-# Gains measured with the defaults at 8 steps (seed 0): R@1 +4.1, NMI +3.9, MAP@R +5.5 points.
-MIN_GAIN = 0.015
+# Gains measured with the defaults at 8 steps (seed 0): R@1 +9.3, NMI +4.6, MAP@R +9.9 points;
+# the former defaults (BatchNorm statistics re-estimated, 1e-4 / 1e-3) lost on every validation
+# metric in the sweep of docs/results.md.
+MIN_GAIN = 0.02
 
 
 @pytest.mark.skipif(

@@ -16,10 +16,12 @@ class MetricLoss(nn.Module):
     so under mixed precision the loss is still computed, and returned, in float32.
 
     ``images_per_class`` is the share of a class-balanced batch each class gets by default
-    (the papers' C/n = 0.25: 32 classes of 4 in a batch of 128).
+    (the papers' C/n = 0.25: 32 classes of 4 in a batch of 128); ``normalize_embeddings``
+    whether the model L2-normalises its embeddings by default for this loss.
     """
 
     images_per_class: int = 4
+    normalize_embeddings: bool = True
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """``embeddings`` ``(n, d)`` float, ``labels`` ``(n,)`` integer -> scalar loss."""

@@ -29,6 +29,8 @@ class LiftedStructLoss(MetricLoss):
     Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar.
     """
 
+    normalize_embeddings = False  # seed 000 trains it on unnormalised embeddings
+
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
         self.margin = check_hyperparameter("margin", margin)

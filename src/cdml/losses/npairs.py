@@ -31,6 +31,7 @@ class NPairsLoss(MetricLoss):
     """
 
     images_per_class = 2  # an anchor and a positive per class (C/n = 0.5)
+    normalize_embeddings = False  # seed 000: dot-product logits of unnormalised embeddings
 
     def __init__(self, reg_lambda: float = 0.002) -> None:
         super().__init__()

@@ -56,7 +56,8 @@ class ModelConfig:
     pretrained: bool = True
     weights: str | None = None  # a state-dict file for backbones other than efficientnet_lite0
     embedding_size: int | None = None  # None: 64 (seed 000), 128 for the unsupervised methods
-    normalize: bool = True  # L2-normalise embeddings (seed 000 does not for lifted / N-pairs)
+    # L2-normalise the embeddings; None: as the loss's paper (not for lifted / N-pairs).
+    normalize: bool | None = None
     # Keep the pretrained BatchNorm statistics: re-estimated on the training classes they do
     # not carry to unseen ones (docs/METHODS.md, "cdml's default recipe").
     freeze_bn: bool = True
@@ -157,8 +158,12 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
     comments); those that depend on the data's size are filled when it is loaded
     (:class:`cdml.training.datamodule.MetricLearningDataModule`)."""
     from cdml.data.registry import MIRROR_SENSITIVE
+    from cdml.losses import LOSSES
 
     unsupervised = config.loss.name in UNSUPERVISED_LOSSES
+    if config.model.normalize is None:
+        loss = LOSSES.get(config.loss.name)
+        config.model.normalize = loss.normalize_embeddings if loss else True
     if config.model.embedding_size is None:
         config.model.embedding_size = 128 if unsupervised else 64
     if unsupervised and config.data.val_fraction is None:

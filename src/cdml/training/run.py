@@ -199,6 +199,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
         results["val"] = dict(module.last_eval_metrics)
     if untrained_file.is_file():
         untrained = json.loads(untrained_file.read_text())
+        if "recall@1" in untrained:  # written before validation was recorded: test only
+            untrained = {"test": untrained}
         if "test" in untrained:
             results["untrained"] = untrained["test"]
         if "val" in untrained:

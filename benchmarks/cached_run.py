@@ -1,0 +1,16 @@
+"""One ``cdml`` run of a results script, read back from its ``metrics.json`` if it exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdml.cli import main as cdml
+
+
+def cached_run(argv: list[str], out: Path) -> dict:
+    """``cdml *argv --out out`` unless ``out/metrics.json`` exists; its content."""
+    argv = [*argv, "--out", str(out)]
+    if not (out / "metrics.json").is_file() and cdml(argv) != 0:
+        raise SystemExit(f"run failed: cdml {' '.join(argv)}")
+    return json.loads((out / "metrics.json").read_text())
