@@ -64,7 +64,7 @@ def test_method_dependent_defaults():
     assert supervised.model.embedding_size == 64 and supervised.data.val_fraction is None
     assert supervised.data.batch_size is None and supervised.data.flip is True
     assert supervised.model.normalize is True
-    for loss in ("lifted", "npairs"):  # seed 000 trains these on unnormalised embeddings
+    for loss in ("lifted", "npairs", "group"):  # trained on unnormalised embeddings
         assert not resolve_defaults(
             apply_overrides(RunConfig(), {"loss.name": loss})
         ).model.normalize

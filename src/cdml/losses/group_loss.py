@@ -37,6 +37,9 @@ class GroupLoss(MetricLoss):
     """
 
     images_per_class = 9  # the released CUB setting: 6 classes x 9
+    # The released code: priors from a classifier on unnormalised embeddings (at temperature
+    # 24, unit vectors give nearly uniform priors).
+    normalize_embeddings = False
 
     def __init__(
         self,
