@@ -72,8 +72,9 @@ def run(dataset: str, method: str, seed: int, root: Path) -> dict:
 
 def cell(values: list[float]) -> str:
     values = 100 * np.asarray(values)
-    spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.1f} ± {spread:.1f}"
+    if len(values) == 1:  # no spread to show
+        return f"{values[0]:.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
 def row(name: str, metrics: list[dict], extra: str = "") -> str:
