@@ -195,6 +195,18 @@ class UnlabelledDataModule(MetricLearningDataModule):
         super().__init__(config, seed, images_per_class)
         self.sampler: UnlabelledBatchSampler | None = None
 
+    def _resolve_batches(self, images_per_class: int) -> None:
+        # Batches of unlabelled images: no classes to balance.
+        if self.config.batch_size is None:
+            self.config.batch_size = min(DEFAULT_BATCH_SIZE // 2, len(self.train_set))
+
+    def describe(self) -> str:
+        return (
+            f"{self.config.dataset}: {len(self.train_set):,} training images, labels not read; "
+            f"batches of {self.config.batch_size} images; validation: none (the last epoch "
+            "is kept)"
+        )
+
     def train_dataloader(self) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer else 1
         self.sampler = UnlabelledBatchSampler(
