@@ -18,7 +18,7 @@ def test_demo_budget_is_the_same_for_every_loss(tmp_path):
         assert (config.trainer.epochs, config.trainer.seed) == (4, 3)
         assert config.trainer.limit_train_batches == 15
     assert not configs["lifted"].model.normalize and not configs["npairs"].model.normalize
-    assert configs["facility"].model.normalize and not configs["group"].model.normalize
+    assert configs["facility"].model.normalize and configs["group"].model.normalize
 
 
 def test_demo_prefers_fashion_mnist_when_present(tmp_path):

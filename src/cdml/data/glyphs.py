@@ -203,7 +203,9 @@ def load_glyphs(
     """
     check_split(split)
     glyphs = _loaded(str(Path(FONT_ROOT if root is None else root).resolve()), min_families)
-    classes = [c for c in class_order() if c in set(glyphs.chars.tolist())]
+    order = class_order()
+    rendered = set(glyphs.chars.tolist())
+    classes = [c for c in order if c in rendered]
     if strict:
         mean = len(glyphs.images) / max(len(classes), 1)
         if len(classes) < MIN_CLASSES or mean < MIN_MEAN_FAMILIES:
@@ -213,7 +215,7 @@ def load_glyphs(
                 f"of {MIN_MEAN_FAMILIES} ({FONT_PACKAGES_HINT}); load_glyphs(..., "
                 "strict=False) uses them as they are"
             )
-    train_chars = set(class_order()[: _train_count()])
+    train_chars = set(order[: _train_count()])
     wanted = [c for c in classes if (c in train_chars) == (split == "train")]
     index = {c: i for i, c in enumerate(wanted)}
     keep = np.flatnonzero([c in index for c in glyphs.chars.tolist()])
