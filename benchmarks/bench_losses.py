@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from cdml.losses import build_loss
+from cdml.losses import LABELLED, METHODS, RunInfo, create_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.losses.reference_facility import facility_location_reference  # noqa: E402
@@ -34,7 +34,7 @@ from tests.losses.reference_facility import facility_location_reference  # noqa:
 SIZES = (128, 256, 512)
 PER_CLASS = 4
 DIM = 64
-LOSSES = ("facility", "group", "triplet", "lifted", "npairs")
+LOSSES = [name for name, cls in METHODS.items() if cls.batch_kind == LABELLED]
 
 
 def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +44,7 @@ def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def make_loss(name: str, n: int) -> torch.nn.Module:
-    if name == "group":
-        return build_loss(name, embedding_size=DIM, num_classes=n // PER_CLASS)
-    return build_loss(name)
+    return create_method(name, RunInfo(embedding_size=DIM, num_classes=n // PER_CLASS))
 
 
 def median_seconds(step: Callable[[], None], repeats: int, warmup: int = 1) -> float:

@@ -92,12 +92,9 @@ def run(stage, *args) -> dict:
         return pool.apply(stage, args)
 
 
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
-    return float(np.sum(hits) / truth.size)
-
-
 def main() -> None:
+    from cdml.retrieval import neighbour_recall
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="gallery size")
     parser.add_argument(
@@ -130,7 +127,7 @@ def main() -> None:
             print(
                 f"  {width_name} {width:>4}: search {seconds:.2f} s ({exact_seconds / seconds:.1f}x"
                 f" faster than exact), one at a time {single_ms:.2f} ms/query "
-                f"({exact_ms / single_ms:.0f}x), recall@10 {recall_at_10(found, truth):.3f}"
+                f"({exact_ms / single_ms:.0f}x), recall@10 {neighbour_recall(found, truth):.3f}"
             )
 
 

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cdml.data import ClassBalancedBatchSampler
-from cdml.losses import build_loss
+from cdml.losses import RunInfo, create_method
 from cdml.models import EmbeddingModel
 from cdml.training.config import OptimConfig
 from cdml.training.datamodule import _SeededAugmentation, _SeededBatches
@@ -62,12 +62,8 @@ class StepTimer(L.Callback):
 
 def cdml_images_per_second(args, dataset: RandomImages) -> float:
     model = EmbeddingModel(args.backbone, args.embedding_size, pretrained=False)
-    params = (
-        {"embedding_size": args.embedding_size, "num_classes": 32} if args.loss == "group" else {}
-    )
-    module = MetricLearningModule(
-        model, build_loss(args.loss, **params), OptimConfig(name="rmsprop")
-    )
+    run = RunInfo(embedding_size=args.embedding_size, num_classes=32)
+    module = MetricLearningModule(model, create_method(args.loss, run), OptimConfig(name="rmsprop"))
     sampler = ClassBalancedBatchSampler(dataset.labels, args.batch_size, args.batch_size // 4)
     loader = DataLoader(_SeededAugmentation(dataset), batch_sampler=_SeededBatches(sampler, 0))
     timer = StepTimer(args.warmup)

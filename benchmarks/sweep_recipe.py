@@ -6,6 +6,10 @@ validation gain over the untrained model, which every run measures before traini
 classes are never looked at (runs pass ``--no-baseline`` and the table reads only ``val``).
 Runs whose ``metrics.json`` exists are read, not repeated.
 
+A loss with knobs of its own (``LOSS_VARIANTS``) is swept over variants of the default recipe
+instead: ``--loss group`` tries the Group Loss's classifier rate, prior temperature, warm-up
+and classes per batch on top of it.
+
 Run: ``.venv/bin/python benchmarks/sweep_recipe.py [--loss triplet] [--recipes a,b]``
 """
 
@@ -47,23 +51,59 @@ RECIPES: dict[str, list[str]] = {
     "bn-frozen, lr 1e-4/1e-3, crop 0.5-1": recipe("frozen", ("1e-4", "1e-3"), "0.5,1"),
 }
 
+DEFAULT_RECIPE = RECIPES["bn-frozen, lr 3e-5/3e-4, crop 0.5-1"]
+
+
+def setting(key: str, value: str) -> list[str]:
+    return ["--set", f"{key}={value}"]
+
+
+# The Group Loss's batches: 14 classes of 9 images (the released 9 per class), or 32 of 4.
+NINE = setting("data.classes_per_batch", "14")
+FOUR = setting("data.classes_per_batch", "32")
+
+# loss -> variant name -> its settings on top of the default recipe (appended, never reordered).
+LOSS_VARIANTS: dict[str, dict[str, list[str]]] = {
+    "group": {
+        "14 classes x 9 (the former default), classifier RMSprop 1e-3, temperature 24": NINE,
+        "classifier lr 1e-2": NINE + setting("optim.loss_lr", "1e-2"),
+        "prior temperature 1": NINE + setting("loss.params.temperature", "1"),
+        "32 classes x 4 (the default)": FOUR,
+        "lr 1e-4/1e-3": NINE
+        + setting("optim.backbone_lr", "1e-4")
+        + setting("optim.head_lr", "1e-3"),
+        "1 warm-up epoch (cross-entropy only)": NINE + setting("loss.params.warmup_epochs", "1"),
+        "32 classes x 4, classifier lr 1e-2": FOUR + setting("optim.loss_lr", "1e-2"),
+    },
+}
+
 COLUMNS = ("recall@1", "nmi", "map@r")
 
 
+def recipes_of(loss: str) -> dict[str, list[str]]:
+    """The recipes swept for ``loss``: its variants of the default, or every recipe."""
+    if loss in LOSS_VARIANTS:
+        return {name: DEFAULT_RECIPE + extra for name, extra in LOSS_VARIANTS[loss].items()}
+    return RECIPES
+
+
 def run(name: str, loss: str, seed: int, root: Path) -> dict:
+    recipes = recipes_of(loss)
     argv = ["train", "--dataset", "glyphs", "--loss", loss, "--seed", str(seed)]
-    argv += [*BUDGET, *RECIPES[name], "--no-baseline"]
-    return cached_run(argv, root / loss / f"{list(RECIPES).index(name)}-{seed}")
+    argv += [*BUDGET, *recipes[name], "--no-baseline"]
+    return cached_run(argv, root / loss / f"{list(recipes).index(name)}-{seed}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loss", default="facility")
-    parser.add_argument("--recipes", help="indices of RECIPES, comma-separated (default all)")
+    parser.add_argument(
+        "--recipes", help="indices of the recipes swept for --loss, comma-separated (default all)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
     args = parser.parse_args()
-    names = list(RECIPES)
+    names = list(recipes_of(args.loss))
     if args.recipes:
         names = [names[int(i)] for i in args.recipes.split(",")]
     header = "| recipe | " + " | ".join(f"val {c} (gain)" for c in COLUMNS) + " | best epoch |"

@@ -185,3 +185,40 @@ def test_index_and_search_errors(checkpoint, tmp_path, capsys):
     argv = ["search", query, "--index", str(index), "--checkpoint", str(checkpoint)]
     assert main([*argv, "--width", "8"]) == 2
     assert "--width: a flat index searches exhaustively" in capsys.readouterr().err
+
+
+def test_an_index_refuses_embeddings_of_another_checkpoint_from_python():
+    gallery = GalleryIndex.create(16)
+    gallery.add(clustered(10), [f"a{i}" for i in range(10)], checkpoint_sha256="aaa")
+    assert gallery.meta["checkpoint_sha256"] == "aaa"
+    gallery.add(clustered(5, seed=2), [f"b{i}" for i in range(5)], checkpoint_sha256="aaa")
+    for other in ("bbb", None):
+        with pytest.raises(ValueError, match="another checkpoint"):
+            gallery.add(clustered(5, seed=3), ["c"] * 5, checkpoint_sha256=other)
+    assert len(gallery) == 15
+    unknown = GalleryIndex.create(16)
+    unknown.add(clustered(4), list("abcd"))
+    with pytest.raises(ValueError, match="no recorded checkpoint"):
+        unknown.add(clustered(4), list("efgh"), checkpoint_sha256="aaa")
+
+
+def test_the_library_indexes_and_searches_what_the_cli_does(checkpoint, tmp_path):
+    from cdml.inference import checkpoint_digest, embed_with_checkpoint, load_embeddings
+    from cdml.retrieval import index_images, search_images
+
+    write_images(tmp_path / "gallery", [0, 1, 2])
+    gallery, added = index_images(checkpoint, tmp_path / "index", images=tmp_path / "gallery")
+    assert added == 3 and gallery.meta["checkpoint_sha256"] == checkpoint_digest(checkpoint)
+    _, again = index_images(checkpoint, tmp_path / "index", images=tmp_path / "gallery",
+                            extend=True)  # fmt: skip
+    assert again == 0
+    query = sorted((tmp_path / "gallery").iterdir())[1]
+    (result,) = search_images(tmp_path / "index", checkpoint, [query], k=1)
+    assert result["neighbours"][0]["path"] == str(query)
+    assert result["neighbours"][0]["distance"] == pytest.approx(0, abs=1e-5)
+    arrays = embed_with_checkpoint(checkpoint, dataset="digits", split="test")
+    np.savez(tmp_path / "e.npz", **arrays)
+    assert load_embeddings(tmp_path / "e.npz")["labels"].tolist() == arrays["labels"].tolist()
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ValueError, match="bad.npz: not a"):
+        load_embeddings(tmp_path / "bad.npz")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from cdml import __version__
-
-LOSS_NAMES = ("facility", "group", "triplet", "lifted", "npairs", "cbswr", "sme", "mom")
+from cdml.data import DATASETS, dataset_info
+from cdml.losses import METHODS, VIEWS
 
 # Command-line flags of `cdml train` and the config keys they set.
 TRAIN_FLAGS = {
@@ -76,11 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "logs/ and metrics.json to --out.",
     )
     train.add_argument("--config", type=Path, help="YAML config file")
-    train.add_argument(
-        "--dataset", help="cub200, cars196, sop, csv, fashion-mnist, digits, folder (unlabelled)"
-    )
+    train.add_argument("--dataset", help=_DATASETS_HELP)
     train.add_argument("--data-root", help="the dataset's folder (the CSV file for csv)")
-    train.add_argument("--loss", choices=LOSS_NAMES)
+    train.add_argument("--loss", metavar="LOSS", help=_METHODS_HELP)
     train.add_argument("--epochs", type=int)
     train.add_argument("--image-size", type=int)
     train.add_argument("--batch-size", type=int)
@@ -192,7 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "and --seed run any method with the same budget (the rows of docs/results.md).",
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    demo.add_argument("--loss", choices=LOSS_NAMES, default="facility")
+    demo.add_argument("--loss", choices=list(METHODS), default="facility")
     demo.add_argument("--dataset", choices=("fashion-mnist", "digits"), help="default: see above")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=None, help="default 4")
@@ -225,6 +222,16 @@ def _add_checkpoint_source(
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--image-size", type=int, help="default: the training image size")
+
+
+_DATASETS_HELP = "; ".join(f"{name}: {info.summary}" for name, info in DATASETS.items())
+_METHODS_HELP = (
+    "supervised: "
+    + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind != VIEWS)
+    + "; unsupervised: "
+    + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind == VIEWS)
+    + "; or package.module:ClassName, a loss called as loss(embeddings, labels)"
+)
 
 
 def _devices(text: str) -> int | str:
@@ -299,46 +306,24 @@ def _existing(path: Path, message: str) -> Path:
 
 
 # embed / evaluate -------------------------------------------------------------------------
-def _embed_from_checkpoint(
-    args: argparse.Namespace, skip: frozenset[str] = frozenset()
-) -> dict[str, np.ndarray]:
-    """Embed the --images folder or the --dataset split with --checkpoint; items whose path
-    is in ``skip`` are left out before embedding."""
-    from torch.utils.data import Subset
+def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The --images folder or the --dataset split, embedded with --checkpoint."""
+    from cdml.inference import embed_with_checkpoint
 
-    from cdml.data import load_dataset
-    from cdml.data.folder import unlabelled_images
-    from cdml.inference import embed, find_images, load_checkpoint
-    from cdml.training.datamodule import transforms_of
-
-    images_dir = getattr(args, "images", None)
-    if (args.dataset is None) == (images_dir is None):
+    images = getattr(args, "images", None)
+    if (args.dataset is None) == (images is None):
         raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
-    model, config = load_checkpoint(args.checkpoint)
-    if args.image_size:
-        config.data.image_size = args.image_size
-    transform = transforms_of(config.data, train=False)
-    if images_dir is not None:
-        paths = [str(p) for p in find_images(images_dir) if str(p) not in skip]
-        dataset: Any = unlabelled_images(paths, transform)
-        arrays: dict[str, np.ndarray] = {}
-    else:
-        dataset = load_dataset(args.dataset, args.data_root, args.split, transform=transform)
-        # File datasets know their paths; in-memory ones (digits, Fashion-MNIST) get names.
-        paths = getattr(dataset, "paths", None)
-        if paths is None:
-            paths = [f"{args.dataset}/{args.split}/{i}" for i in range(len(dataset))]
-        keep = [i for i, path in enumerate(paths) if str(path) not in skip]
-        dataset, paths = Subset(dataset, keep), [str(paths[i]) for i in keep]
-        source = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root or ""}
-        arrays = {k: np.array(v) for k, v in source.items()}
-    if not paths:
-        return {"embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
-    embeddings, labels = embed(model, dataset, args.batch_size, args.workers)
-    arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
-    if args.dataset is not None:
-        arrays["labels"] = labels
-    return arrays
+    return embed_with_checkpoint(
+        args.checkpoint, **_source(args), batch_size=args.batch_size, workers=args.workers
+    )
+
+
+def _source(args: argparse.Namespace) -> dict[str, Any]:
+    """The images to embed and how, as :func:`cdml.inference.embed_with_checkpoint` takes."""
+    if getattr(args, "images", None) is not None:
+        return {"images": args.images, "image_size": args.image_size}
+    return {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
+            "image_size": args.image_size}  # fmt: skip
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -353,50 +338,23 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_embeddings_file(path: Path, need_labels: bool = True) -> dict[str, np.ndarray]:
-    """Read the arrays of a .npz file: ``embeddings`` ``(n, d)``, ``labels`` ``(n,)`` and any
-    others (``paths``, ``dataset``, ``split``, ``data_root`` as written by ``cdml embed``)."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise UsageError(f"{path}: not a .npz archive")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            required = ("embeddings", "labels") if need_labels else ("embeddings",)
-            missing = [key for key in required if key not in archive.files]
-            if missing:
-                raise UsageError(
-                    f"{path}: no array {missing[0]!r} (arrays in the file: "
-                    f"{', '.join(archive.files) or 'none'})"
-                )
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as error:
-        raise UsageError(f"{path}: not a readable .npz archive ({error})") from None
-    if "labels" in arrays and len(arrays["embeddings"]) != len(arrays["labels"]):
-        raise UsageError(
-            f"{path}: 'embeddings' has {len(arrays['embeddings'])} rows but 'labels' has "
-            f"{len(arrays['labels'])}"
-        )
-    return arrays
-
-
 def _run_evaluate(args: argparse.Namespace) -> int:
     from cdml.console import console, metrics_table
     from cdml.io import write_json
-    from cdml.metrics import evaluate
+    from cdml.metrics import DEFAULT_KS, evaluate
 
     if (args.embeddings is None) == (args.checkpoint is None):
         raise UsageError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
     if args.json:
         _check_writable(args.json)
     if args.embeddings is not None:
-        arrays, source = load_embeddings_file(args.embeddings), str(args.embeddings)
-        ks = args.ks or (1, 2, 4, 8)
-    else:
-        from cdml.training.run import dataset_ks
+        from cdml.inference import load_embeddings
 
+        arrays, source = load_embeddings(args.embeddings), str(args.embeddings)
+        ks = args.ks or DEFAULT_KS
+    else:
         arrays, source = _embed_from_checkpoint(args), f"{args.checkpoint} on {args.dataset}"
-        ks = args.ks or dataset_ks(args.dataset)
+        ks = args.ks or dataset_info(args.dataset).ks
     try:
         metrics = evaluate(arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi)
     except ValueError as error:
@@ -416,10 +374,12 @@ def _run_plot(args: argparse.Namespace) -> int:
     from cdml.viz.inputs import sample_indices
 
     _check_writable(args.out)
-    arrays = load_embeddings_file(args.embeddings)
+    from cdml.inference import load_embeddings
+
+    arrays = load_embeddings(args.embeddings)
     embeddings, labels = arrays["embeddings"], arrays["labels"]
     if args.retrieval:
-        images = _images_for(arrays, np.arange(len(labels)), args.embeddings)
+        images = _images(arrays, np.arange(len(labels)), args.embeddings)
         path = plot_retrieval(
             embeddings,
             labels,
@@ -431,7 +391,7 @@ def _run_plot(args: argparse.Namespace) -> int:
         )
     else:
         keep = sample_indices(len(labels), args.max_points, args.seed)
-        images = _images_for(arrays, keep, args.embeddings) if args.images else None
+        images = _images(arrays, keep, args.embeddings) if args.images else None
         path = plot_tsne(
             embeddings[keep],
             labels[keep],
@@ -445,28 +405,13 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _images_for(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path) -> list:
-    """uint8 images of the items at ``indices``, from the files or dataset the .npz names."""
-    from PIL import Image
+def _images(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path) -> list:
+    from cdml.inference import source_images
 
-    from cdml.data import load_dataset
-
-    if "dataset" in arrays:
-        dataset = load_dataset(
-            str(arrays["dataset"]), str(arrays["data_root"]) or None, str(arrays["split"])
-        )
-        images = [dataset[int(i)][0] for i in indices]
-        return [
-            np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-            for image in images
-        ]
-    if "paths" in arrays:
-        from cdml.data.image_dataset import open_rgb
-
-        return [np.asarray(open_rgb(str(arrays["paths"][i]))) for i in indices]
-    raise UsageError(
-        f"{source}: has no 'paths' or 'dataset' entry to find the images (write it with cdml embed)"
-    )
+    try:
+        return source_images(arrays, indices)
+    except ValueError as error:
+        raise UsageError(f"{source}: {error}") from None
 
 
 def _check_writable(path: Path) -> None:
@@ -478,49 +423,24 @@ def _check_writable(path: Path) -> None:
 
 
 # index and search --------------------------------------------------------------------------
-def _checkpoint_digest(path: Path) -> str:
-    import hashlib
-
-    if not path.is_file():
-        raise UsageError(f"{path}: no such checkpoint file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _run_index(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.retrieval import GalleryIndex
+    from cdml.retrieval import index_images
 
-    digest = _checkpoint_digest(args.checkpoint)
-    if args.extend:
-        gallery = GalleryIndex.load(args.out)
-        if gallery.meta.get("checkpoint_sha256") != digest:
-            raise UsageError(
-                f"--extend: {args.out} was built with another checkpoint "
-                f"({gallery.meta.get('checkpoint')}); embeddings would not be comparable"
-            )
-    else:
+    if not args.extend:
         if args.out.exists():
             raise UsageError(
                 f"{args.out} exists; pass --extend to add to it or choose another --out"
             )
         _check_writable(args.out)
-    arrays = _embed_from_checkpoint(
-        args, skip=frozenset(gallery.paths) if args.extend else frozenset()
-    )
-    paths, labels = arrays["paths"].tolist(), arrays.get("labels")
-    if not args.extend:
-        gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=args.kind)
-        gallery.meta.update(checkpoint=str(args.checkpoint), checkpoint_sha256=digest)
-    if paths:
-        gallery.add(arrays["embeddings"], paths, labels)
-    gallery.save(args.out)
+    if (args.dataset is None) == (args.images is None):
+        raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
+    gallery, added = index_images(
+        args.checkpoint, args.out, kind=args.kind, extend=args.extend, **_source(args),
+        batch_size=args.batch_size, workers=args.workers,
+    )  # fmt: skip
     console.print(
-        f"{len(paths)} items added, {len(gallery)} in the {gallery.kind} index written to "
-        f"{args.out}"
+        f"{added} items added, {len(gallery)} in the {gallery.kind} index written to {args.out}"
     )
     return 0
 
@@ -529,44 +449,18 @@ def _run_search(args: argparse.Namespace) -> int:
     import json
 
     from cdml.console import console
-    from cdml.data.folder import unlabelled_images
-    from cdml.inference import embed, load_checkpoint
-    from cdml.retrieval import GalleryIndex
-    from cdml.training.datamodule import transforms_of
+    from cdml.retrieval import GalleryIndex, search_images
 
     gallery = GalleryIndex.load(args.index)
-    if gallery.meta.get("checkpoint_sha256") != _checkpoint_digest(args.checkpoint):
-        raise UsageError(
-            f"{args.index} was built with another checkpoint ({gallery.meta.get('checkpoint')})"
-        )
     if args.width is not None:
         try:
             gallery.search_width = args.width
         except ValueError as error:
             raise UsageError(f"--width: {error}") from None
-    missing = [str(q) for q in args.queries if not q.is_file()]
-    if missing:
-        raise UsageError(f"no such query image: {', '.join(missing)}")
-    model, config = load_checkpoint(args.checkpoint)
-    queries = unlabelled_images(args.queries, transforms_of(config.data, train=False))
-    embeddings, _ = embed(model, queries, progress=False)
-    distances, indices = gallery.search(embeddings, args.k)
-    results = [
-        {
-            "query": str(query),
-            "neighbours": [
-                {
-                    "rank": rank + 1,
-                    "path": gallery.paths[i],
-                    "label": int(gallery.labels[i]),
-                    "distance": float(d),
-                }  # fmt: skip
-                for rank, (i, d) in enumerate(zip(row_indices, row_distances, strict=True))
-                if i >= 0
-            ],
-        }
-        for query, row_indices, row_distances in zip(args.queries, indices, distances, strict=True)
-    ]
+    try:
+        results = search_images(gallery, args.checkpoint, args.queries, args.k)
+    except ValueError as error:
+        raise UsageError(f"{args.index}: {error}") from None
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

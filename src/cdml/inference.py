@@ -1,19 +1,33 @@
-"""Using a trained model: load it from a checkpoint, embed datasets and image folders."""
+"""Using a trained model: load it from a checkpoint, embed datasets and image folders, read
+embeddings files back."""
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from cdml.data.folder import find_images
+from cdml.data import load_dataset
+from cdml.data.folder import find_images, unlabelled_images
 from cdml.models import EmbeddingModel
-from cdml.training.config import RunConfig, from_dict
+from cdml.training.config import RunConfig, from_dict, migrate
+from cdml.training.run import build_model
 
-__all__ = ["embed", "find_images", "load_checkpoint"]
+__all__ = [
+    "checkpoint_digest",
+    "embed",
+    "embed_with_checkpoint",
+    "find_images",
+    "load_checkpoint",
+    "load_embeddings",
+    "source_images",
+]
 
 
 def load_checkpoint(
@@ -34,11 +48,8 @@ def load_checkpoint(
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a cdml training checkpoint (no 'state_dict')")
-    config = from_dict(RunConfig, checkpoint.get("hyper_parameters", {}))
-    m = config.model
-    model = EmbeddingModel(
-        m.backbone, m.embedding_size, pretrained=False, freeze_bn=m.freeze_bn, normalize=m.normalize
-    )
+    config = from_dict(RunConfig, migrate(checkpoint.get("hyper_parameters", {})))
+    model = build_model(config, pretrained=False)
     prefix = "model."
     state = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
@@ -73,3 +84,118 @@ def _progress(iterable: Any, description: str) -> Any:
     from rich.progress import track
 
     return track(iterable, description=description, transient=True)
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """The sha256 of a checkpoint file (hex), which names the embedding it computes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embed_with_checkpoint(
+    checkpoint: str | Path,
+    *,
+    images: str | Path | Sequence[str | Path] | None = None,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    split: str = "test",
+    image_size: int | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    skip: Collection[str] = frozenset(),
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Embed the images under a folder (or a list of image files), or a dataset's split,
+    with the model of ``checkpoint`` and its test-time preprocessing.
+
+    Returns the arrays ``cdml embed`` writes: ``embeddings`` ``(n, d)`` float32 and
+    ``paths`` ``(n,)`` (in-memory datasets name their items ``dataset/split/i``), plus for a
+    dataset ``labels`` ``(n,)`` and ``dataset``, ``split``, ``data_root``. Items whose path
+    is in ``skip`` are left out before embedding (extending an index).
+    """
+    from cdml.training.datamodule import transforms_of
+
+    if (dataset is None) == (images is None):
+        raise ValueError("give either a dataset (with its root and split) or images")
+    model, config = load_checkpoint(checkpoint)
+    if image_size:
+        config.data.image_size = image_size
+    transform = transforms_of(config.data, train=False)
+    if images is not None:
+        files = find_images(images) if isinstance(images, str | Path) else list(images)
+        paths = [str(p) for p in files if str(p) not in skip]
+        items: Any = unlabelled_images(paths, transform)
+        arrays: dict[str, np.ndarray] = {}
+    else:
+        items = load_dataset(dataset, data_root, split, transform=transform)
+        paths = getattr(items, "paths", None)
+        if paths is None:
+            paths = [f"{dataset}/{split}/{i}" for i in range(len(items))]
+        keep = [i for i, path in enumerate(paths) if str(path) not in skip]
+        items, paths = Subset(items, keep), [str(paths[i]) for i in keep]
+        source = {"dataset": dataset, "split": split, "data_root": str(data_root or "")}
+        arrays = {k: np.array(v) for k, v in source.items()}
+    if not paths:
+        return {"embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
+    embeddings, labels = embed(model, items, batch_size, workers, progress=progress)
+    arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
+    if dataset is not None:
+        arrays["labels"] = labels
+    return arrays
+
+
+def load_embeddings(path: str | Path, need_labels: bool = True) -> dict[str, np.ndarray]:
+    """Read the arrays of a .npz file: ``embeddings`` ``(n, d)``, ``labels`` ``(n,)`` (unless
+    ``need_labels`` is False) and any others (``paths``, ``dataset``, ``split``,
+    ``data_root`` as :func:`embed_with_checkpoint` writes them). No pickle is read; a file
+    that is not such an archive raises ``ValueError`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as error:
+        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
+    required = ("embeddings", "labels") if need_labels else ("embeddings",)
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise ValueError(
+            f"{path}: no array {missing[0]!r} (arrays in the file: {', '.join(arrays) or 'none'})"
+        )
+    if "labels" in arrays and len(arrays["embeddings"]) != len(arrays["labels"]):
+        raise ValueError(
+            f"{path}: 'embeddings' has {len(arrays['embeddings'])} rows but 'labels' has "
+            f"{len(arrays['labels'])}"
+        )
+    return arrays
+
+
+def source_images(arrays: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
+    """uint8 RGB images ``(H, W, 3)`` of the items at ``indices`` of an embeddings file's
+    ``arrays``, read from the dataset or the files it names."""
+    from PIL import Image
+
+    from cdml.data.image_dataset import open_rgb
+
+    if "dataset" in arrays:
+        root = str(arrays["data_root"]) or None
+        items = load_dataset(str(arrays["dataset"]), root, str(arrays["split"]))
+        images = [items[int(i)][0] for i in indices]
+        return [
+            np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+            for image in images
+        ]
+    if "paths" in arrays:
+        return [np.asarray(open_rgb(str(arrays["paths"][i]))) for i in indices]
+    raise ValueError(
+        "has no 'paths' or 'dataset' entry to find the images (write it with cdml embed)"
+    )

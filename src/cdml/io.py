@@ -10,13 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
 
     The temporary name keeps the suffix of ``path`` so that writers choosing a format by
-    extension (matplotlib, numpy) behave as for the final name.
+    extension (matplotlib, numpy) behave as for the final name. The file gets the mode a plain
+    ``open`` would give it (``0o666`` less the umask).
     """
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(
@@ -24,6 +28,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, target)

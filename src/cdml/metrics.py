@@ -62,8 +62,8 @@ def evaluate(
         ValueError: bad shapes or dtypes, NaN or inf, a label with fewer than two items (or, with
             a gallery, a query label absent from the gallery), or K larger than the candidates.
     """
-    queries = _as_embeddings(embeddings, "embeddings", min_rows=1 if gallery is not None else 2)
-    query_labels = _as_labels(labels, "labels", len(queries))
+    queries = as_embeddings(embeddings, "embeddings", min_rows=1 if gallery is not None else 2)
+    query_labels = as_labels(labels, len(queries))
     if (gallery is None) != (gallery_labels is None):
         raise ValueError("gallery and gallery_labels must be given together")
     if kmeans_iters < 20:
@@ -75,8 +75,8 @@ def evaluate(
         same_label_counts = _label_counts(query_labels, query_labels) - 1
     else:
         exclude_self = False
-        reference = _as_embeddings(gallery, "gallery", min_rows=1)
-        reference_labels = _as_labels(gallery_labels, "gallery_labels", len(reference))
+        reference = as_embeddings(gallery, "gallery")
+        reference_labels = as_labels(gallery_labels, len(reference), "gallery_labels")
         if reference.shape[1] != queries.shape[1]:
             raise ValueError(
                 f"embeddings have dimension {queries.shape[1]} but gallery has {reference.shape[1]}"
@@ -260,34 +260,40 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name}: not an array ({error})") from None
 
 
-def _as_embeddings(value: Any, name: str, min_rows: int) -> np.ndarray:
+def as_embeddings(
+    value: Any, name: str = "embeddings", min_rows: int = 1, dtype: Any = np.float32
+) -> np.ndarray:
+    """``(n, d)`` finite array of ``dtype`` from an array or tensor of real numbers with
+    ``n >= min_rows``; ``ValueError`` naming ``name`` otherwise."""
     array = _to_numpy(value, name)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n, d), got shape {array.shape}")
-    if array.shape[0] < min_rows or array.shape[1] < 1:
+    if array.ndim != 2 or array.shape[0] < min_rows or array.shape[1] < 1:
         raise ValueError(
-            f"{name} must hold at least {min_rows} item(s) of dimension >= 1, got {array.shape}"
+            f"{name} must be a 2-D array (n, d) with at least {min_rows} row(s) "
+            f"(n >= {min_rows}) and d >= 1, got shape {array.shape}"
         )
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
     ):
         raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    array = np.ascontiguousarray(array, dtype=dtype)
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         raise ValueError(
-            f"{name}: {int(bad.sum())} row(s) contain NaN or inf (after conversion to float32), "
-            f"first at row {int(np.argmax(bad))}"
+            f"{name}: row {int(np.argmax(bad))} contains NaN or inf ({int(bad.sum())} row(s) "
+            f"in all, after conversion to {np.dtype(dtype).name})"
         )
     return array
 
 
-def _as_labels(value: Any, name: str, n: int) -> np.ndarray:
+def as_labels(value: Any, n: int, name: str = "labels") -> np.ndarray:
+    """``(n,)`` int64 labels from an array or tensor of integers; ``ValueError`` naming
+    ``name`` otherwise."""
     array = _to_numpy(value, name)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.ndim != 1 or len(array) != n:
+        raise ValueError(
+            f"{name} must have shape ({n},) (1-D, one per embedding), got shape {array.shape} "
+            f"({len(array) if array.ndim else 0} entries)"
+        )
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
-    if len(array) != n:
-        raise ValueError(f"{name} has {len(array)} entries but there are {n} embeddings")
     return array.astype(np.int64)

@@ -31,7 +31,10 @@ class GalleryIndex:
     trade recall for speed on millions of items; :func:`approximate_recall` measures it.
 
     Use :meth:`create`, then :meth:`add` (any number of times: an index built in parts equals
-    one built at once), :meth:`search`, :meth:`save` / :meth:`load`.
+    one built at once), :meth:`search`, :meth:`save` / :meth:`load`. Embeddings of different
+    checkpoints are not comparable: an index records the sha256 of the checkpoint of its
+    first embeddings (``meta["checkpoint_sha256"]``) and refuses others.
+    :func:`index_images` and :func:`search_images` embed images with a checkpoint and do both.
     """
 
     def __init__(self, index: faiss.Index, kind: str, meta: dict[str, Any] | None = None):
@@ -99,9 +102,17 @@ class GalleryIndex:
             faiss.extract_index_ivf(self.index).nprobe = width
 
     def add(
-        self, embeddings: np.ndarray, paths: Sequence[str], labels: Sequence[int] | None = None
+        self,
+        embeddings: np.ndarray,
+        paths: Sequence[str],
+        labels: Sequence[int] | None = None,
+        checkpoint_sha256: str | None = None,
     ) -> None:
-        """Append ``(n, dim)`` embeddings with their ``n`` paths (and labels)."""
+        """Append ``(n, dim)`` embeddings with their ``n`` paths (and labels), computed by the
+        checkpoint of sha256 ``checkpoint_sha256`` (see :meth:`check_checkpoint`)."""
+        if len(self) == 0 and "checkpoint_sha256" not in self.meta and checkpoint_sha256:
+            self.meta["checkpoint_sha256"] = checkpoint_sha256
+        self.check_checkpoint(checkpoint_sha256)
         embeddings = self._check(embeddings, "embeddings")
         if len(paths) != len(embeddings):
             raise ValueError(f"got {len(embeddings)} embeddings but {len(paths)} paths")
@@ -113,6 +124,21 @@ class GalleryIndex:
         self.index.add(embeddings)
         self.paths += [str(p) for p in paths]
         self.labels = np.concatenate([self.labels, labels.astype(np.int64)])
+
+    def check_checkpoint(self, checkpoint_sha256: str | None) -> None:
+        """``ValueError`` unless embeddings of the checkpoint of sha256 ``checkpoint_sha256``
+        (``None``: of unknown origin) are comparable with the index's."""
+        recorded = self.meta.get("checkpoint_sha256")
+        if recorded != checkpoint_sha256:
+            origin = (
+                f"another checkpoint ({self.meta.get('checkpoint', recorded)})"
+                if recorded
+                else "embeddings of no recorded checkpoint"
+            )
+            raise ValueError(
+                f"the index was built with {origin}; embeddings of other checkpoints are not "
+                "comparable"
+            )
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Distances ``(q, k)`` float32 (Euclidean, not squared) and gallery indices
@@ -219,5 +245,85 @@ def approximate_recall(approximate: GalleryIndex, exact: GalleryIndex, queries: 
     exact ``k`` nearest items that the approximate index also returns in its top ``k``."""
     _, found = approximate.search(queries, k)
     _, truth = exact.search(queries, k)
-    hits = [len(set(a.tolist()) & set(t.tolist())) for a, t in zip(found, truth, strict=True)]
+    return neighbour_recall(found, truth)
+
+
+def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """The share of the true neighbours ``truth`` ``(q, k)`` that ``found`` ``(q, k)`` holds
+    in the same row (indices, any order)."""
+    hits = [len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
     return float(np.sum(hits) / truth.size)
+
+
+def index_images(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    kind: str = "flat",
+    extend: bool = False,
+    **source: Any,
+) -> tuple[GalleryIndex, int]:
+    """Embed images with ``checkpoint`` into the index folder ``out``: a new index of ``kind``,
+    or, with ``extend``, the index there (built with the same checkpoint), skipping the
+    paths it holds. ``source`` are :func:`cdml.inference.embed_with_checkpoint`'s
+    (``images=`` or ``dataset=``, ``data_root=``, ``split=``, ...). Returns the index,
+    saved, and the number of items added."""
+    from cdml.inference import checkpoint_digest, embed_with_checkpoint
+
+    out = Path(out)
+    digest = checkpoint_digest(checkpoint)
+    gallery = None
+    if extend:
+        gallery = GalleryIndex.load(out)
+        gallery.check_checkpoint(digest)
+    elif out.exists():
+        raise ValueError(f"{out} exists; extend it (--extend) or choose another folder")
+    skip = frozenset(gallery.paths) if gallery is not None else frozenset()
+    arrays = embed_with_checkpoint(checkpoint, skip=skip, **source)
+    paths = arrays["paths"].tolist()
+    if gallery is None:
+        gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=kind)
+        gallery.meta["checkpoint"] = str(checkpoint)
+    if paths:
+        gallery.add(arrays["embeddings"], paths, arrays.get("labels"), checkpoint_sha256=digest)
+    gallery.save(out)
+    return gallery, len(paths)
+
+
+def search_images(
+    index: str | Path | GalleryIndex,
+    checkpoint: str | Path,
+    queries: Sequence[str | Path],
+    k: int = 10,
+    width: int | None = None,
+) -> list[dict[str, Any]]:
+    """The ``k`` nearest gallery items of each query image, embedded with ``checkpoint``
+    (the index's own): per query ``{"query", "neighbours": [{"rank", "path", "label",
+    "distance"}, ...]}``, nearest first. ``width`` sets :attr:`GalleryIndex.search_width`."""
+    from cdml.inference import checkpoint_digest, embed_with_checkpoint
+
+    gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)
+    gallery.check_checkpoint(checkpoint_digest(checkpoint))
+    if width is not None:
+        gallery.search_width = width
+    missing = [str(q) for q in queries if not Path(q).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such query image: {', '.join(missing)}")
+    embedded = embed_with_checkpoint(checkpoint, images=list(queries), progress=False)
+    distances, indices = gallery.search(embedded["embeddings"], k)
+    return [
+        {
+            "query": str(query),
+            "neighbours": [
+                {
+                    "rank": rank + 1,
+                    "path": gallery.paths[i],
+                    "label": int(gallery.labels[i]),
+                    "distance": float(d),
+                }  # fmt: skip
+                for rank, (i, d) in enumerate(zip(row_indices, row_distances, strict=True))
+                if i >= 0
+            ],
+        }
+        for query, row_indices, row_distances in zip(queries, indices, distances, strict=True)
+    ]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdml.data import ImageListDataset, build_transforms, load_dataset
-from cdml.data.zero_shot import EXPECTED_SIZES, SplitSize
+from cdml.data import DATASETS, ImageListDataset, SplitSize, build_transforms, load_dataset
 
 SOURCES = {"cub200": "cub_mimic", "cars196": "cars_mimic", "sop": "sop_mimic", "csv": "csv_mimic"}
 BENCHMARKS = ["cub200", "cars196", "sop"]
@@ -95,7 +94,7 @@ def test_missing_root_is_named(source, tmp_path):
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_strict_loading_rejects_counts_other_than_the_published_ones(benchmark, split):
     name, mimic = benchmark
-    published = EXPECTED_SIZES[name, split].images
+    published = DATASETS[name].sizes[split].images
     found = len(mimic.paths[split])
     with pytest.raises(ValueError) as error:
         load_dataset(name, mimic.root, split)
@@ -109,10 +108,10 @@ def test_strict_loading_accepts_the_published_counts(benchmark, monkeypatch):
     name, mimic = benchmark
     classes = len(set(mimic.classes["train"]))
     size = SplitSize(len(mimic.paths["train"]), classes)
-    monkeypatch.setitem(EXPECTED_SIZES, (name, "train"), size)
+    monkeypatch.setitem(DATASETS[name].sizes, "train", size)
     assert len(load_dataset(name, mimic.root, "train")) == size.images
 
-    monkeypatch.setitem(EXPECTED_SIZES, (name, "train"), size._replace(classes=classes + 1))
+    monkeypatch.setitem(DATASETS[name].sizes, "train", size._replace(classes=classes + 1))
     with pytest.raises(ValueError, match=f"expected {classes + 1} train classes"):
         load_dataset(name, mimic.root, "train")
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from cdml.data import ClassBalancedBatchSampler, DistributedClassBalancedBatchSampler
+from cdml.data import ClassBalancedBatchSampler
+from cdml.distributed import RankShare
 
 # 13 classes of very different sizes, one with a single image; labels not contiguous.
 SIZES = [1, 2, 3, 9, 4, 25, 7, 2, 5, 11, 3, 6, 8]
@@ -124,8 +125,8 @@ def test_distributed_shares_concatenate_to_the_global_batch(replicas):
     reference = batches(ClassBalancedBatchSampler(LABELS, batch_size, classes, seed), epoch)
     shares = []
     for rank in range(replicas):
-        sampler = DistributedClassBalancedBatchSampler(
-            LABELS, batch_size, classes, seed, num_replicas=replicas, rank=rank
+        sampler = RankShare(
+            ClassBalancedBatchSampler(LABELS, batch_size, classes, seed), replicas, rank
         )
         assert len(sampler) == len(reference)
         shares.append(batches(sampler, epoch))
@@ -136,7 +137,7 @@ def test_distributed_shares_concatenate_to_the_global_batch(replicas):
 
 
 def test_distributed_defaults_to_a_single_process():
-    sampler = DistributedClassBalancedBatchSampler(LABELS, 12, 4, seed=3)
+    sampler = RankShare(ClassBalancedBatchSampler(LABELS, 12, 4, seed=3), 1, 0)
     assert (sampler.num_replicas, sampler.rank) == (1, 0)
     assert list(sampler) == list(ClassBalancedBatchSampler(LABELS, 12, 4, seed=3))
 
@@ -151,4 +152,4 @@ def test_distributed_defaults_to_a_single_process():
 )
 def test_distributed_rejects_bad_ranks(replicas, rank, message):
     with pytest.raises(ValueError, match=message):
-        DistributedClassBalancedBatchSampler(LABELS, 12, 4, num_replicas=replicas, rank=rank)
+        RankShare(ClassBalancedBatchSampler(LABELS, 12, 4), replicas, rank)

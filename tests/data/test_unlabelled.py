@@ -10,6 +10,7 @@ from cdml.data.unlabelled import (
     UnlabelledBatchSampler,
     Views,
 )
+from cdml.distributed import RankShare
 
 
 def test_batches_cover_a_permutation_and_replay_per_epoch():
@@ -52,7 +53,7 @@ def test_tuple_pairing_draws_from_the_candidates_with_fallbacks():
 
 def test_distributed_shares_make_up_the_global_batch():
     whole = list(UnlabelledBatchSampler(50, batch_size=12, seed=1))
-    shares = [list(UnlabelledBatchSampler(50, 12, 1, num_replicas=3, rank=r)) for r in range(3)]
+    shares = [list(RankShare(UnlabelledBatchSampler(50, 12, 1), 3, r)) for r in range(3)]
     for step, batch in enumerate(whole):
         assert sum((share[step] for share in shares), []) == batch
 
@@ -66,8 +67,9 @@ def test_distributed_shares_make_up_the_global_batch():
     ],
 )
 def test_bad_arguments(kwargs, message):
+    replicas, rank = kwargs.pop("num_replicas", 1), kwargs.pop("rank", 0)
     with pytest.raises(ValueError, match=message):
-        UnlabelledBatchSampler(**kwargs)
+        RankShare(UnlabelledBatchSampler(**kwargs), replicas, rank)
 
 
 class Noisy(torch.utils.data.Dataset):

@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from cdml.losses import (
-    LOSSES,
+    LABELLED,
+    METHODS,
     FacilityLocationLoss,
     GroupLoss,
     LiftedStructLoss,
     NPairsLoss,
     TripletSemihardLoss,
-    build_loss,
+    create_method,
 )
 
 DIM, CLASSES = 6, 4
@@ -37,11 +38,12 @@ def loss(request):
 
 
 def test_registry_builds_every_loss():
-    assert set(LOSSES) == set(FACTORIES)
-    assert build_loss("triplet", margin=0.3).margin == 0.3
-    assert isinstance(build_loss("group", embedding_size=4, num_classes=2), GroupLoss)
-    with pytest.raises(ValueError, match="facility, group, triplet, lifted, npairs"):
-        build_loss("contrastive")
+    supervised = {name for name, cls in METHODS.items() if cls.batch_kind == LABELLED}
+    assert supervised == set(FACTORIES)
+    assert create_method("triplet", margin=0.3).margin == 0.3
+    assert isinstance(create_method("group", embedding_size=4, num_classes=2), GroupLoss)
+    with pytest.raises(ValueError, match="facility, group, lifted, mom, npairs, sme, triplet"):
+        create_method("contrastive")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

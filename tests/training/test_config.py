@@ -83,7 +83,7 @@ def test_paper_settings_of_seed_000():
     assert config.data.classes_per_batch / config.data.batch_size == 0.25
     assert config.model.embedding_size == 64
     assert config.optim.name == "rmsprop"
-    assert config.loss.margin_decay == 0.94
+    assert config.loss.params["margin_decay"] == 0.94
 
 
 def test_overrides_take_natural_types():

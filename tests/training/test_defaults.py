@@ -8,10 +8,12 @@ import torch
 from cdml.cli import main
 from cdml.data.glyphs import FONT_ROOT, find_fonts
 from cdml.demo import fashion_mnist_available
-from cdml.losses import LOSSES, build_loss
+from cdml.losses import METHODS, VIEWS, create_method
 from cdml.training import RunConfig, apply_overrides
-from cdml.training.config import UNSUPERVISED_LOSSES, resolve_defaults
-from cdml.training.datamodule import MetricLearningDataModule, UnlabelledDataModule
+from cdml.training.config import resolve_defaults
+from cdml.training.datamodule import MetricLearningDataModule
+
+UNSUPERVISED = [name for name, cls in METHODS.items() if cls.batch_kind == VIEWS]
 
 STANDARD_FONTS = FONT_ROOT.is_dir() and len(find_fonts()) >= 100
 BUILTIN = [
@@ -36,26 +38,24 @@ BUILTIN = [
 def data_of(dataset: str, loss: str, **settings) -> MetricLearningDataModule:
     settings = {"data.dataset": dataset, "loss.name": loss, "data.image_size": 16, **settings}
     config = resolve_defaults(apply_overrides(RunConfig(), settings))
-    kind = UnlabelledDataModule if loss in UNSUPERVISED_LOSSES else MetricLearningDataModule
-    images_per_class = LOSSES[loss].images_per_class if loss in LOSSES else 4
-    return kind(config.data, seed=0, images_per_class=images_per_class)
+    return MetricLearningDataModule(config.data, seed=0, method=METHODS[loss])
 
 
 @pytest.mark.parametrize("dataset", BUILTIN)
-@pytest.mark.parametrize("loss", [*LOSSES, *UNSUPERVISED_LOSSES])
+@pytest.mark.parametrize("loss", list(METHODS))
 def test_every_builtin_dataset_and_loss_gets_batches(dataset, loss):
     data = data_of(dataset, loss)
     config = data.config
     assert config.batch_size in (128, 64)
     batch = next(iter(data.train_dataloader()))
-    if loss in UNSUPERVISED_LOSSES:
+    if loss in UNSUPERVISED:
         assert config.val_fraction == 0 and data.val_set is None
         return
     images, labels = batch
     assert images.shape == (config.batch_size, 3, 16, 16)
     assert len(labels.unique()) == config.classes_per_batch
     # The paper's C/n where the classes allow it; all the classes where they are fewer.
-    wanted = config.batch_size // LOSSES[loss].images_per_class
+    wanted = config.batch_size // METHODS[loss].images_per_class
     assert config.classes_per_batch == min(wanted, data.num_train_classes)
     if dataset == "glyphs":  # many classes: some are held out for model selection
         assert config.val_fraction == 0.2 and data.val_set.num_classes >= 20
@@ -63,7 +63,7 @@ def test_every_builtin_dataset_and_loss_gets_batches(dataset, loss):
         assert config.val_fraction == 0 and data.val_set is None
     params = {"embedding_size": 8, "num_classes": data.num_train_classes} if loss == "group" else {}
     embeddings = torch.nn.functional.normalize(torch.randn(len(labels), 8), dim=1)
-    assert torch.isfinite(build_loss(loss, **params)(embeddings, labels))
+    assert torch.isfinite(create_method(loss, **params)(embeddings, labels))
 
 
 def test_a_value_the_data_cannot_satisfy_names_its_flag():

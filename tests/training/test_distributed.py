@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cdml.losses import build_loss
-from cdml.training.distributed import ShardSampler, gather_shards, gather_with_grad
+from cdml.distributed import ShardSampler, gather_shards, gather_with_grad
+from cdml.losses import create_method
 
 WORLD_SIZE = 2
 LOSSES = {
@@ -28,17 +28,21 @@ LOSSES = {
 
 
 class Step(nn.Module):
-    """Embedding model and loss in one module, as the Lightning module holds them."""
+    """Embedding model and method in one module, as the Lightning module holds them; a step
+    is the method's loss on a labelled batch (under DDP: of the global batch)."""
 
     def __init__(self, loss_name: str) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.model = nn.Linear(8, 6)
-        self.loss = build_loss(loss_name, **LOSSES[loss_name])
+        self.loss = create_method(loss_name, **LOSSES[loss_name])
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = F.normalize(self.model(inputs), dim=1)
-        return self.loss(gather_with_grad(embeddings), gather_with_grad(labels))
+        loss, _ = self.loss.batch_loss(self.embed, (inputs, labels))
+        return loss
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model(inputs), dim=1)
 
 
 def global_batch() -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,6 +3,7 @@
 import csv
 import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,9 +13,7 @@ from sklearn.datasets import load_digits
 
 from cdml.cli import main
 from cdml.data import load_dataset
-from cdml.models import EmbeddingModel
-from cdml.training.config import OptimConfig
-from cdml.training.unsupervised import CBSwRObjective, UnsupervisedModule
+from cdml.losses._schedules import CollapseWarning
 
 TINY = [
     "--image-size", "16", "--backbone", "test_resnet", "--set", "model.pretrained=false",
@@ -89,7 +88,7 @@ def test_baselines_train_and_resume(loss, tmp_path, capsys):
     if loss == "mom":  # the mined tuples travel in the checkpoint
         state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         train_images = len(load_dataset("digits", None, "train"))
-        assert state["loss._extra_state"]["positives"].shape[0] == train_images
+        assert state["method._extra_state"]["positives"].shape[0] == train_images
 
 
 def test_training_never_reads_the_training_labels(digit_images, tmp_path):
@@ -143,13 +142,14 @@ def test_bad_settings_are_named(extra, message, tmp_path, capsys):
 
 
 def test_a_collapsed_clustering_is_reported():
-    model = EmbeddingModel("test_resnet", 8, pretrained=False)
-    objective = CBSwRObjective(model, 16, [0.5] * 3, [0.5] * 3, num_clusters=8)
-    module = UnsupervisedModule(model, objective, OptimConfig())
-    module._non_empty = [torch.tensor(1.0), torch.tensor(2.0)]
+    warning = CollapseWarning(num_clusters=8)
+    trainer = SimpleNamespace(current_epoch=0)
+    for used in (1.0, 2.0):
+        warning.on_train_batch_end(trainer, None, {"non_empty_clusters": torch.tensor(used)},
+                                   None, 0)  # fmt: skip
     with pytest.warns(UserWarning, match="collapsed, batches used 1.5 of 8 clusters"):
-        module.on_train_epoch_end()
-    module._non_empty = [torch.tensor(6.0)]
+        warning.on_train_epoch_end(trainer, None)
+    warning.on_train_batch_end(trainer, None, {"non_empty_clusters": torch.tensor(6.0)}, None, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        module.on_train_epoch_end()
+        warning.on_train_epoch_end(trainer, None)

@@ -16,6 +16,7 @@ import numpy as np
 
 from cdml.data.array_dataset import ArrayImageDataset
 from cdml.data.files import require_dir, require_file
+from cdml.data.registry import SplitSize, register_dataset
 from cdml.data.zero_shot import check_expected_size, check_split
 
 # Where the Debian/Ubuntu package `dataset-fashion-mnist` installs the files.
@@ -68,12 +69,18 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+@register_dataset(
+    "fashion-mnist",
+    "Fashion-MNIST (apt-get install dataset-fashion-mnist)",
+    sizes={"train": SplitSize(35_000, 5), "test": SplitSize(35_000, 5)},
+)
 def load_fashion_mnist(
     root: str | Path | None = None,
     split: str = "train",
     transform: Callable[[Any], Any] | None = None,
     *,
     strict: bool = True,
+    skip_bad: bool = False,
 ) -> ArrayImageDataset:
     """Fashion-MNIST (Xiao et al., 2017) split by class, 28x28 grayscale PIL images.
 
@@ -88,6 +95,7 @@ def load_fashion_mnist(
         split: ``"train"`` or ``"test"``.
         transform: applied to each PIL image (mode ``"L"``).
         strict: require 35,000 images in the split.
+        skip_bad: accepted for every dataset; images in memory have nothing to skip.
     """
     check_split(split)
     root = require_dir(
@@ -127,14 +135,18 @@ def load_fashion_mnist(
     return dataset
 
 
+@register_dataset("digits", "scikit-learn's handwritten digits")
 def load_digits(
     root: str | Path | None = None,
     split: str = "train",
     transform: Callable[[Any], Any] | None = None,
+    *,
+    skip_bad: bool = False,
 ) -> ArrayImageDataset:
     """scikit-learn's bundled handwritten digits (1,797 images, 8x8), split by class:
     ``"train"`` digits 0-4, ``"test"`` digits 5-9, renumbered 0..4; grayscale PIL images
-    with the 0-16 intensities scaled to 0-255. Takes no ``root``.
+    with the 0-16 intensities scaled to 0-255. Takes no ``root``; ``skip_bad`` is accepted
+    for every dataset (images in memory have nothing to skip).
     """
     check_split(split)
     if root is not None:

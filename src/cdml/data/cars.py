@@ -19,12 +19,18 @@ import numpy as np
 
 from cdml.data.files import require_dir, require_file
 from cdml.data.image_dataset import ImageListDataset
+from cdml.data.registry import SplitSize, register_dataset
 from cdml.data.zero_shot import build_image_split, check_split
 
 NUM_CLASSES = 196
 TRAIN_CLASSES = 98  # classes 1..98 train, 99..196 test
 
 
+@register_dataset(
+    "cars196",
+    "Cars196 (a folder)",
+    sizes={"train": SplitSize(8_054, 98), "test": SplitSize(8_131, 98)},
+)
 def load_cars196(
     root: str | Path,
     split: str = "train",

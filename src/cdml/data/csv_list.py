@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cdml.data.image_dataset import ImageListDataset
+from cdml.data.registry import register_dataset
 from cdml.data.zero_shot import build_image_split, check_split
 
 COLUMNS = ("label", "path", "split")
@@ -16,6 +17,7 @@ COLUMNS = ("label", "path", "split")
 SPLIT_VALUES = {"train": "train", "test": "test", "validation": "test"}
 
 
+@register_dataset("csv", "your images listed in a CSV of label,path,split")
 def load_csv(
     root: str | Path,
     split: str = "train",

@@ -12,6 +12,7 @@ from typing import Any
 
 from cdml.data.files import read_table, require_dir, require_file
 from cdml.data.image_dataset import ImageListDataset
+from cdml.data.registry import SplitSize, register_dataset
 from cdml.data.zero_shot import build_image_split, check_split
 
 NUM_CLASSES = 200
@@ -19,6 +20,11 @@ TRAIN_CLASSES = 100  # classes 1..100 train, 101..200 test
 INTEGER_FIELDS = ("image_id", "class_id")
 
 
+@register_dataset(
+    "cub200",
+    "CUB-200-2011 (a folder)",
+    sizes={"train": SplitSize(5_864, 100), "test": SplitSize(5_924, 100)},
+)
 def load_cub200(
     root: str | Path,
     split: str = "train",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cdml.data.image_dataset import ImageListDataset
+from cdml.data.registry import register_dataset
 from cdml.data.zero_shot import check_split
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -27,6 +28,7 @@ def find_images(folder: str | Path) -> list[Path]:
     return paths
 
 
+@register_dataset("folder", "a folder of unlabelled images", labelled=False)
 def load_folder(
     root: str | Path | None,
     split: str = "train",

@@ -35,6 +35,7 @@ import numpy as np
 
 from cdml.console import console
 from cdml.data.array_dataset import ArrayImageDataset
+from cdml.data.registry import register_dataset
 from cdml.data.zero_shot import check_split
 from cdml.io import atomic_path, write_json
 
@@ -182,6 +183,7 @@ def _fonts_file(fonts: list[GlyphFont]) -> Path:
     return _cache_dir() / f"glyph-fonts-{_cache_key(fonts, 0)}.json"
 
 
+@register_dataset("glyphs", "characters rendered from the installed fonts", mirror_sensitive=True)
 def load_glyphs(
     root: str | Path | None = None,
     split: str = "train",
@@ -189,6 +191,7 @@ def load_glyphs(
     *,
     strict: bool = True,
     min_families: int = MIN_FAMILIES,
+    skip_bad: bool = False,
 ) -> ArrayImageDataset:
     """One zero-shot half of the glyphs benchmark, 64x64 grayscale PIL images.
 
@@ -200,6 +203,7 @@ def load_glyphs(
         strict: require the benchmark's size (at least 200 classes, 20 families per class
             on average), which the README's font packages give.
         min_families: leave out the classes drawn by fewer distinct families.
+        skip_bad: accepted for every dataset; rendered images have nothing to skip.
     """
     check_split(split)
     glyphs = _loaded(str(Path(FONT_ROOT if root is None else root).resolve()), min_families)

@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-import torch.distributed as dist
 from numpy.typing import ArrayLike
 from torch.utils.data import Sampler
 
@@ -110,52 +109,3 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                 queue = np.concatenate([queue, fresh[~queued], fresh[queued]])
             yield queue[:size]
             queue = queue[size:]
-
-
-class DistributedClassBalancedBatchSampler(ClassBalancedBatchSampler):
-    """Each rank's contiguous share of the global batches of ``ClassBalancedBatchSampler``.
-
-    Every rank builds the same global batch (same ``seed`` and epoch) and yields the slice
-    ``[rank * b, (rank + 1) * b)`` with ``b = batch_size / num_replicas``, so the ranks'
-    shares concatenated in rank order are exactly the non-distributed sampler's batch.
-
-    Args:
-        labels, batch_size, classes_per_batch, seed: as ``ClassBalancedBatchSampler``;
-            ``batch_size`` is the global batch size and must be divisible by
-            ``num_replicas``.
-        num_replicas: number of ranks; default the world size of ``torch.distributed`` when
-            initialised, else 1.
-        rank: this rank; default ``torch.distributed``'s rank when initialised, else 0.
-    """
-
-    def __init__(
-        self,
-        labels: ArrayLike,
-        batch_size: int,
-        classes_per_batch: int,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        super().__init__(labels, batch_size, classes_per_batch, seed)
-        initialised = dist.is_available() and dist.is_initialized()
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if initialised else 1
-        if rank is None:
-            rank = dist.get_rank() if initialised else 0
-        if num_replicas < 1:
-            raise ValueError(f"num_replicas must be positive, got {num_replicas}")
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
-        if batch_size % num_replicas:
-            raise ValueError(
-                f"batch_size ({batch_size}) must be divisible by num_replicas ({num_replicas})"
-            )
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.local_batch_size = batch_size // num_replicas
-
-    def __iter__(self) -> Iterator[list[int]]:
-        start = self.rank * self.local_batch_size
-        for batch in super().__iter__():
-            yield batch[start : start + self.local_batch_size]

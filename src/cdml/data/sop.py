@@ -11,11 +11,18 @@ from typing import Any
 
 from cdml.data.files import read_table, require_dir, require_file
 from cdml.data.image_dataset import ImageListDataset
+from cdml.data.registry import SplitSize, register_dataset
 from cdml.data.zero_shot import build_image_split, check_split
 
 FIELDS = ("image_id", "class_id", "super_class_id", "path")
 
 
+@register_dataset(
+    "sop",
+    "Stanford Online Products (a folder)",
+    ks=(1, 10, 100, 1000),
+    sizes={"train": SplitSize(59_551, 11_318), "test": SplitSize(60_502, 11_316)},
+)
 def load_sop(
     root: str | Path,
     split: str = "train",

@@ -82,40 +82,23 @@ class UnlabelledBatchSampler(Sampler[list[tuple[int, ...]]]):
     pairing (default :func:`same_image`; :meth:`set_pairing` changes it, e.g. each epoch) and
     a seed for its views' augmentations. Everything depends only on ``(seed, epoch)`` and the
     pairing: call ``set_epoch`` before each epoch; the same epoch replays the same batches, so
-    resuming is exact. Under DDP each of ``num_replicas`` ranks yields its contiguous share of
-    every global batch.
+    resuming is exact. Under DDP, :class:`cdml.distributed.RankShare` gives each rank its
+    share of every batch.
 
     Args:
         length: number of images.
-        batch_size: images per global batch; divisible by ``num_replicas``.
+        batch_size: images per batch.
         seed: seed of the permutations, pairings and augmentations.
-        num_replicas, rank: DDP world size and this rank (default 1 and 0).
     """
 
-    def __init__(
-        self,
-        length: int,
-        batch_size: int,
-        seed: int = 0,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ) -> None:
+    def __init__(self, length: int, batch_size: int, seed: int = 0) -> None:
         if batch_size < 1 or length < batch_size:
             raise ValueError(
                 f"batch_size must lie in 1..{length} (the number of images), got {batch_size}"
             )
-        if num_replicas < 1 or batch_size % num_replicas:
-            raise ValueError(
-                f"batch_size ({batch_size}) must be divisible by num_replicas ({num_replicas})"
-            )
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
         self.length = length
         self.batch_size = batch_size
         self.seed = seed
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.local_batch_size = batch_size // num_replicas
         self.epoch = 0
         self.pairing: Pairing = same_image
 
@@ -135,8 +118,8 @@ class UnlabelledBatchSampler(Sampler[list[tuple[int, ...]]]):
         seeds = rng.integers(0, 2**62, size=self.length)
         keys = np.concatenate([seeds[:, None], order[:, None], partners], 1)
         for step in range(len(self)):
-            start = step * self.batch_size + self.rank * self.local_batch_size
-            yield [tuple(key) for key in keys[start : start + self.local_batch_size].tolist()]
+            start = step * self.batch_size
+            yield [tuple(key) for key in keys[start : start + self.batch_size].tolist()]
 
 
 class Views(Dataset):

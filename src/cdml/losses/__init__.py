@@ -1,49 +1,68 @@
-"""Supervised losses of cdml, each called as ``loss(embeddings, labels)`` -> scalar tensor.
+"""Training methods of cdml: supervised losses called as ``loss(embeddings, labels)`` -> scalar
+tensor, and unsupervised objectives, in one registry.
+
+Supervised:
 
 - :class:`FacilityLocationLoss`: structured clustering loss (Song et al., CVPR 2017).
 - :class:`GroupLoss`: label propagation + cross-entropy (Elezi et al., ECCV 2020).
 - :class:`TripletSemihardLoss`, :class:`LiftedStructLoss`, :class:`NPairsLoss`: the baselines
   of Song et al. (2017), with TensorFlow's semantics.
 
-``build_loss(name, **kwargs)`` builds one by its name in :data:`LOSSES`.
+Unsupervised (seed 001): :class:`CBSwRObjective` (and its ablations), :class:`SMEObjective`,
+:class:`MOMObjective`.
+
+``create_method(name, **kwargs)`` builds one by its name in :data:`METHODS`, which
+``@register_method(name)`` fills: every module of this package registers its methods when
+the package is imported, so a new method is one new file.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import pkgutil
 
-from ._base import MetricLoss
+from ._base import ExternalLoss, MetricLoss
+from ._method import LABELLED, VIEWS, Method, RunInfo, ViewsMethod
+from ._registry import METHODS, create_method, method_class, register_method
+from .cbswr import CBSwRObjective
+from .centre_softmax import CentreSoftmaxLoss
 from .clustering_scores import clustering_score
 from .facility_location import FacilityLocationLoss
 from .group_loss import GroupLoss
 from .lifted_struct import LiftedStructLoss
+from .mom import MOMObjective, MOMTripletLoss
 from .npairs import NPairsLoss
+from .rim import RIMClusteringLoss
+from .sme import InstanceSoftmaxLoss, SMEObjective
 from .triplet import TripletSemihardLoss
 
-LOSSES: dict[str, type[MetricLoss]] = {
-    "facility": FacilityLocationLoss,
-    "group": GroupLoss,
-    "triplet": TripletSemihardLoss,
-    "lifted": LiftedStructLoss,
-    "npairs": NPairsLoss,
-}
-
-
-def build_loss(name: str, **kwargs: Any) -> MetricLoss:
-    """The loss registered as ``name`` in :data:`LOSSES`, built with ``kwargs``."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
-    return LOSSES[name](**kwargs)
-
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "LOSSES",
+    "LABELLED",
+    "METHODS",
+    "VIEWS",
+    "CBSwRObjective",
+    "CentreSoftmaxLoss",
+    "ExternalLoss",
     "FacilityLocationLoss",
     "GroupLoss",
+    "InstanceSoftmaxLoss",
     "LiftedStructLoss",
+    "MOMObjective",
+    "MOMTripletLoss",
+    "Method",
     "MetricLoss",
     "NPairsLoss",
+    "RIMClusteringLoss",
+    "RunInfo",
+    "SMEObjective",
     "TripletSemihardLoss",
-    "build_loss",
+    "ViewsMethod",
     "clustering_score",
+    "create_method",
+    "method_class",
+    "register_method",
 ]

@@ -1,4 +1,4 @@
-"""The common call convention of the losses: ``loss(embeddings, labels)`` -> scalar."""
+"""The supervised contract: ``loss(embeddings, labels)`` -> scalar, as a training method."""
 
 from __future__ import annotations
 
@@ -6,22 +6,20 @@ import torch
 from torch import Tensor, nn
 
 from ._inputs import prepare_inputs
+from ._method import LABELLED, Method, embed_labelled_batch
 
 
-class MetricLoss(nn.Module):
-    """Base class: validates the batch, then computes the loss in float32 (or float64).
+class MetricLoss(Method):
+    """Base class of cdml's supervised losses: validates the batch, then computes the loss in
+    float32 (or float64).
 
     Subclasses implement :meth:`compute`, which receives ``(n, d)`` float32 or float64
     embeddings and ``(n,)`` int64 labels on the same device and runs with autocast disabled,
-    so under mixed precision the loss is still computed, and returned, in float32.
-
-    ``images_per_class`` is the share of a class-balanced batch each class gets by default
-    (the papers' C/n = 0.25: 32 classes of 4 in a batch of 128); ``normalize_embeddings``
-    whether the model L2-normalises its embeddings by default for this loss.
+    so under mixed precision the loss is still computed, and returned, in float32. What a
+    subclass exposes about its last call (:attr:`statistics`) is logged during training.
     """
 
-    images_per_class: int = 4
-    normalize_embeddings: bool = True
+    batch_kind = LABELLED
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """``embeddings`` ``(n, d)`` float, ``labels`` ``(n,)`` integer -> scalar loss."""
@@ -31,3 +29,36 @@ class MetricLoss(nn.Module):
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError
+
+    @property
+    def statistics(self) -> dict[str, Tensor]:
+        """Named values of the last call, for logging (none by default)."""
+        return {}
+
+    def batch_loss(
+        self, model: nn.Module, batch: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        embeddings, labels = embed_labelled_batch(model, batch)
+        return self(embeddings, labels), dict(self.statistics)
+
+
+class ExternalLoss(Method):
+    """Any ``nn.Module`` called as ``loss(embeddings, labels)`` -> scalar (a user's loss, or
+    one of another library such as pytorch-metric-learning), trained on class-balanced batches
+    of L2-normalised embeddings.
+
+    Args:
+        loss: the module; its parameters, if any, train at ``optim.loss_lr``.
+    """
+
+    batch_kind = LABELLED
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def batch_loss(
+        self, model: nn.Module, batch: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        embeddings, labels = embed_labelled_batch(model, batch)
+        return self.loss(embeddings, labels), {}

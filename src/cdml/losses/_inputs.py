@@ -58,3 +58,17 @@ def prepare_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError("embeddings contain NaN or inf")
     dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
     return embeddings.to(dtype), labels.to(device=embeddings.device, dtype=torch.int64)
+
+
+def full_precision(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The floating-point ``tensors`` in float64 if the first is float64, else in float32
+    (half precision and autocast outputs are computed in float32); others unchanged. Use
+    inside ``torch.autocast(..., enabled=False)``, as :func:`no_autocast` gives."""
+    dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+
+
+def no_autocast(tensor: Tensor) -> torch.autocast:
+    """A context disabling autocast on ``tensor``'s device, so a loss computes in full
+    precision under mixed-precision training."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._inputs import check_hyperparameter
+from ._inputs import check_hyperparameter, full_precision, no_autocast
 
 
 class CentreSoftmaxLoss(nn.Module):
@@ -52,9 +52,8 @@ class CentreSoftmaxLoss(nn.Module):
             raise ValueError(f"assignments must be ({rows},) integers, got {assignments.dtype}")
         if k == 1:
             return embeddings.sum() * 0
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-            f, c = embeddings.to(dtype), centroids.to(dtype).detach()
+        with no_autocast(embeddings):
+            f, c = full_precision(embeddings, centroids.detach())
             other_view = f.detach().roll(rows // 2, 0)
             positive = (f * other_view).sum(1) / self.temperature
             logits = f @ c.T / self.temperature

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import distances
+from ._registry import register_method
+from ._schedules import MarginDecay
 from .clustering_scores import (
     AVERAGES,
     SCORES,
@@ -23,6 +26,7 @@ from .clustering_scores import (
 _TIE_TOLERANCE = 1e-9
 
 
+@register_method("facility")
 class FacilityLocationLoss(MetricLoss):
     """Structured clustering loss with loss-augmented inference (Song et al., CVPR 2017).
 
@@ -54,8 +58,10 @@ class FacilityLocationLoss(MetricLoss):
     per refinement change.
 
     Args:
-        margin_multiplier: ``gamma >= 0`` (the paper decays it by 0.94 per epoch; set the
-            attribute to change it).
+        margin_multiplier: ``gamma >= 0`` at the start of training (set the attribute to
+            change it).
+        margin_decay: in training, ``margin_multiplier`` is ``initial * margin_decay **
+            epoch`` (the paper's 0.94; 1 keeps it constant).
         pam_iters: refinement sweeps, 0 to disable.
         margin_type: clustering score of the margin: ``"nmi"``, ``"ami"``, ``"ari"`` or
             ``"vmeasure"``, equal to scikit-learn's functions (AMI with its default arithmetic
@@ -76,6 +82,7 @@ class FacilityLocationLoss(MetricLoss):
         pam_iters: int = 5,
         margin_type: str = "nmi",
         nmi_average: str = "geometric",
+        margin_decay: float = 0.94,
     ) -> None:
         super().__init__()
         if isinstance(pam_iters, bool) or not isinstance(pam_iters, int) or pam_iters < 0:
@@ -85,6 +92,7 @@ class FacilityLocationLoss(MetricLoss):
         if nmi_average not in AVERAGES:
             raise ValueError(f"nmi_average must be one of {AVERAGES}, got {nmi_average!r}")
         self.margin_multiplier = check_hyperparameter("margin_multiplier", margin_multiplier, 0)
+        self.margin_decay = check_hyperparameter("margin_decay", margin_decay, 0)
         self.pam_iters = pam_iters
         self.margin_type = margin_type
         self.nmi_average = nmi_average
@@ -105,10 +113,14 @@ class FacilityLocationLoss(MetricLoss):
             "clustering_score": self.last_clustering_score,
         }
 
+    def callbacks(self) -> list[Callback]:
+        return [MarginDecay(self, self.margin_decay)]
+
     def extra_repr(self) -> str:
         return (
             f"margin_multiplier={self.margin_multiplier}, pam_iters={self.pam_iters}, "
-            f"margin_type={self.margin_type!r}, nmi_average={self.nmi_average!r}"
+            f"margin_type={self.margin_type!r}, nmi_average={self.nmi_average!r}, "
+            f"margin_decay={self.margin_decay}"
         )
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:

@@ -8,8 +8,10 @@ from torch import Tensor
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import distances, same_label
+from ._registry import register_method
 
 
+@register_method("lifted")
 class LiftedStructLoss(MetricLoss):
     """Lifted structured embedding loss, as TensorFlow's ``lifted_struct_loss`` (the baseline of
     Song et al., CVPR 2017).

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
+from cdml.data.unlabelled import TuplePairing
 from cdml.metrics import nearest_neighbours
+from cdml.models import EmbeddingModel
 
-from ._inputs import check_hyperparameter
+from ._inputs import check_hyperparameter, full_precision, no_autocast
+from ._method import ViewsMethod
+from ._registry import register_method
+from ._schedules import Repairing
 
 
 def manifold_tuples(
@@ -151,8 +160,57 @@ class MOMTripletLoss(nn.Module):
                 "anchors, positives and negatives must have the same (B, d) shape, got "
                 f"{tuple(anchors.shape)}, {tuple(positives.shape)}, {tuple(negatives.shape)}"
             )
-        with torch.autocast(device_type=anchors.device.type, enabled=False):
-            dtype = torch.float64 if anchors.dtype == torch.float64 else torch.float32
-            a, p, n = (x.to(dtype) for x in (anchors, positives, negatives))
+        with no_autocast(anchors):
+            a, p, n = full_precision(anchors, positives, negatives)
             hinge = (a - p).norm(dim=1) - (a - n).norm(dim=1) + self.margin
             return torch.relu(hinge).mean()
+
+
+@register_method("mom")
+class MOMObjective(ViewsMethod):
+    """Mining on manifolds (MOM, Iscen et al., CVPR 2018): triplets of an anchor, a positive
+    that is a manifold neighbour but not a Euclidean neighbour, and a negative that is a
+    Euclidean neighbour but not a manifold neighbour, mined once on the pretrained model's
+    features (kept in the checkpoint), trained with a triplet loss.
+
+    Args:
+        margin: of the triplet loss.
+        mining: keyword arguments of :func:`cdml.losses.mom.manifold_tuples`.
+    """
+
+    def __init__(self, margin: float = 0.5, **mining: Any) -> None:
+        super().__init__()
+        self.loss = MOMTripletLoss(margin)
+        self.mining = mining
+        self.tuples: dict[str, Tensor] = {}
+
+    def forward(
+        self, model: EmbeddingModel, views: tuple[Tensor, ...]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        anchors, positives, negatives = model(torch.cat(views)).chunk(3)
+        return self.loss(anchors, positives, negatives), {}
+
+    def callbacks(self) -> list[Callback]:
+        return [Repairing(self)]
+
+    def pairing(
+        self, features: Callable[[], Tensor], report: Callable[[str], None] = print
+    ) -> TuplePairing:
+        """Mine the tuples on the first call, from the pretrained features ``features()``
+        ``(n, D)``; reuse them after (the features are not computed again). Mining takes
+        minutes for tens of thousands of images: its start and duration go to ``report``."""
+        if not self.tuples:
+            points = features()
+            report(f"MOM: mining tuples of {len(points):,} images (kNN graph, diffusion)")
+            start = time.perf_counter()
+            positives, negatives = manifold_tuples(points, **self.mining)
+            report(f"MOM: mined in {time.perf_counter() - start:.0f} s")
+            self.tuples = {"positives": positives.cpu(), "negatives": negatives.cpu()}
+        return TuplePairing(self.tuples["positives"].numpy(), self.tuples["negatives"].numpy())
+
+    # The mined tuples travel in the checkpoint's state dict, so a resumed run keeps them.
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return dict(self.tuples)
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        self.tuples = dict(state)

@@ -9,8 +9,10 @@ from torch import Tensor
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import rank_in_class, same_label
+from ._registry import register_method
 
 
+@register_method("npairs")
 class NPairsLoss(MetricLoss):
     """N-pair loss on the anchor/positive pairs of a labelled batch, as TensorFlow's
     ``npairs_loss`` (the baseline of Song et al., CVPR 2017).

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._inputs import full_precision, no_autocast
+
 
 def _check_probs(probs: Tensor) -> None:
     if probs.ndim != 2 or probs.shape[0] < 2 or probs.shape[1] < 2:
@@ -31,8 +33,8 @@ class RIMClusteringLoss(nn.Module):
 
     def forward(self, probs: Tensor) -> Tensor:
         _check_probs(probs)
-        with torch.autocast(device_type=probs.device.type, enabled=False):
-            probs = probs.double() if probs.dtype == torch.float64 else probs.float()
+        with no_autocast(probs):
+            (probs,) = full_precision(probs)
             n, k = probs.shape
             conditional = -torch.special.xlogy(probs, probs).sum(1).mean()
             mean = probs.mean(0)

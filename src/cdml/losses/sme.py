@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._inputs import check_hyperparameter
+from cdml.models import EmbeddingModel
+
+from ._inputs import check_hyperparameter, full_precision, no_autocast
+from ._method import ViewsMethod
+from ._registry import register_method
 
 
 class InstanceSoftmaxLoss(nn.Module):
@@ -45,9 +49,8 @@ class InstanceSoftmaxLoss(nn.Module):
                 "embeddings must have shape (2B, d) with B >= 2 images, "
                 f"got {tuple(embeddings.shape)}"
             )
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-            f = embeddings.to(dtype)
+        with no_autocast(embeddings):
+            (f,) = full_precision(embeddings)
             logits = f @ f.T / self.temperature
             itself = torch.eye(rows, dtype=torch.bool, device=f.device)
             logits = logits.masked_fill(itself, -math.inf)
@@ -67,3 +70,22 @@ class InstanceSoftmaxLoss(nn.Module):
             negative &= ~itself
             repel = torch.where(negative, log_complement, 0).sum(1)
             return -(log_p + repel).mean()
+
+
+@register_method("sme")
+class SMEObjective(ViewsMethod):
+    """Instance-level softmax embedding over two views (SME, Ye et al., CVPR 2019): each
+    image's second view is its positive, every other image of the batch a negative.
+
+    Args:
+        temperature: default 0.1.
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.loss = InstanceSoftmaxLoss(temperature)
+
+    def forward(
+        self, model: EmbeddingModel, views: tuple[Tensor, ...]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.loss(model(torch.cat(views))), {}

@@ -8,8 +8,10 @@ from torch import Tensor
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import same_label, squared_distances
+from ._registry import register_method
 
 
+@register_method("triplet")
 class TripletSemihardLoss(MetricLoss):
     """Triplet loss over all positive pairs with semi-hard negatives, as TensorFlow's
     ``triplet_semihard_loss`` (the baseline of Song et al., CVPR 2017).

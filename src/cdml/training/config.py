@@ -65,11 +65,14 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """The loss (a name of ``cdml.losses.LOSSES``) and its constructor arguments."""
+    """The training method and its constructor arguments.
+
+    ``name`` is a name of ``cdml.losses.METHODS`` or ``package.module:ClassName`` (a loss of
+    your own, imported: the only value of a config that is).
+    """
 
     name: str = "facility"
     params: dict[str, Any] = field(default_factory=dict)
-    margin_decay: float = 0.94  # facility location: margin multiplier x this, every epoch
 
 
 @dataclass
@@ -79,12 +82,11 @@ class OptimConfig:
     name: str = "rmsprop"  # rmsprop | adam | radam | sgd
     backbone_lr: float = 3e-5
     head_lr: float = 3e-4
-    loss_lr: float = 1e-3  # parameters owned by the loss (Group Loss's classifier)
+    loss_lr: float = 1e-3  # parameters owned by the method (Group Loss's classifier, ...)
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
     lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr is multiplied
     lr_gamma: float = 0.1
-    warmup_epochs: int = 0  # first epochs on the loss's warm-up objective (Group Loss: its CE)
 
 
 @dataclass
@@ -150,28 +152,25 @@ def parse_yaml(text: str) -> Any:
         raise ValueError(f"not valid YAML ({error})") from None
 
 
-UNSUPERVISED_LOSSES = ("cbswr", "sme", "mom")
-
-
 def resolve_defaults(config: RunConfig) -> RunConfig:
     """Fill the settings whose default depends on the method or the dataset's name (see their
     comments); those that depend on the data's size are filled when it is loaded
     (:class:`cdml.training.datamodule.MetricLearningDataModule`)."""
-    from cdml.data.registry import MIRROR_SENSITIVE
-    from cdml.losses import LOSSES
+    from cdml.data import dataset_info
+    from cdml.losses import VIEWS, method_class
 
-    unsupervised = config.loss.name in UNSUPERVISED_LOSSES
+    method = method_class(config.loss.name)
+    unsupervised = method.batch_kind == VIEWS
     if config.model.normalize is None:
-        loss = LOSSES.get(config.loss.name)
-        config.model.normalize = loss.normalize_embeddings if loss else True
+        config.model.normalize = method.normalize_embeddings
     if config.model.embedding_size is None:
-        config.model.embedding_size = 128 if unsupervised else 64
+        config.model.embedding_size = method.default_embedding_size
     if unsupervised and config.data.val_fraction is None:
         config.data.val_fraction = 0.0
     if unsupervised and config.data.batch_size is None:
         config.data.batch_size = 64
     if config.data.flip is None:
-        config.data.flip = config.data.dataset not in MIRROR_SENSITIVE
+        config.data.flip = not dataset_info(config.data.dataset).mirror_sensitive
     return config
 
 
@@ -185,9 +184,25 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of sections at the top level")
     try:
-        return from_dict(RunConfig, data)
+        return from_dict(RunConfig, migrate(data))
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping written by an earlier cdml, in today's layout: ``loss.margin_decay``
+    and ``optim.warmup_epochs`` became the facility-location and Group Loss constructor
+    arguments ``loss.params.margin_decay`` and ``loss.params.warmup_epochs``."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    loss, optim = data.get("loss"), data.get("optim")
+    name = loss.get("name", LossConfig.name) if isinstance(loss, dict) else None
+    moved = (("facility", loss, "margin_decay"), ("group", optim, "warmup_epochs"))
+    for method, section, key in moved:
+        if isinstance(section, dict) and key in section:
+            value = section.pop(key)
+            if name == method and isinstance(loss.get("params", {}), dict):
+                loss["params"] = {key: value, **loss.get("params", {})}
+    return data
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:

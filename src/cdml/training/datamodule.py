@@ -1,4 +1,4 @@
-"""The data side of a run: zero-shot splits, a validation split, class-balanced batches."""
+"""The data side of a run: zero-shot splits, a validation split, the method's batches."""
 
 from __future__ import annotations
 
@@ -12,43 +12,61 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cdml.data import (
     ClassBalancedBatchSampler,
-    DistributedClassBalancedBatchSampler,
     LabelledDataset,
     build_transforms,
     cap_per_class,
+    dataset_info,
     load_dataset,
     split_validation_classes,
 )
 from cdml.data.transforms import seeded_item
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
+from cdml.distributed import RankShare, ShardSampler
+from cdml.losses import VIEWS, Method, MetricLoss
 from cdml.training.config import DataConfig
-from cdml.training.distributed import ShardSampler
 
 EVAL_BATCH_SIZE = 256
-UNLABELLED_DATASETS = ("folder",)
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_VAL_FRACTION = 0.2
 MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
 
 
 class MetricLearningDataModule(L.LightningDataModule):
-    """Train / validation / test loaders of one dataset's zero-shot halves.
+    """Train / validation / test loaders of one dataset's zero-shot halves, with the training
+    batches of ``method``'s ``batch_kind``.
 
-    The validation split holds out ``val_fraction`` of the *training* classes; the test split
-    is the unseen half. Training batches come from a class-balanced sampler (split over ranks
-    under DDP so that the ranks' shares form one global class-balanced batch), and every
-    training image's augmentation is seeded by (seed, epoch, position), so a resumed run draws
-    exactly the batches an uninterrupted one would have.
+    - :data:`~cdml.losses.LABELLED`: the validation split holds out ``val_fraction`` of the
+      *training* classes; batches come from a class-balanced sampler (split over ranks under
+      DDP so that the ranks' shares form one global class-balanced batch), and every training
+      image's augmentation is seeded by (seed, epoch, position), so a resumed run draws
+      exactly the batches an uninterrupted one would have.
+    - :data:`~cdml.losses.VIEWS`: shuffled batches of :class:`Views` (two views of each image,
+      or anchor / positive / negative images) that carry no label; :attr:`sampler` takes the
+      method's pairing. No validation classes are carved out (that would read the training
+      labels).
+
+    The test split is the unseen half; :meth:`pairing_dataloader` gives the training images
+    without augmentation, in order.
     """
 
-    def __init__(self, config: DataConfig, seed: int = 0, images_per_class: int = 4) -> None:
+    def __init__(
+        self, config: DataConfig, seed: int = 0, method: type[Method] = MetricLoss
+    ) -> None:
         super().__init__()
         self.config = config
         self.seed = seed
+        self.batch_kind = method.batch_kind
+        self.sampler: UnlabelledBatchSampler | None = None
+        if self.batch_kind == VIEWS:
+            if config.val_fraction:
+                raise ValueError(
+                    "data.val_fraction must be 0 for the unsupervised methods: holding out "
+                    "training classes would read the training labels"
+                )
+            config.val_fraction = 0.0
         self.train_transform = transforms_of(config, train=True)
         self.test_transform = transforms_of(config, train=False)
-        options: dict[str, Any] = {"skip_bad": True} if config.skip_bad else {}
-        self._options = options
+        self._options: dict[str, Any] = {"skip_bad": config.skip_bad}
         full_train = self._load("train", self.train_transform)
         if config.val_fraction is None:
             held_out = round(DEFAULT_VAL_FRACTION * full_train.num_classes)
@@ -63,7 +81,7 @@ class MetricLearningDataModule(L.LightningDataModule):
         # An unlabelled image folder has no test split: such runs are not evaluated.
         self.test_set = (
             None
-            if config.dataset in UNLABELLED_DATASETS
+            if not dataset_info(config.dataset).labelled
             else self._load("test", self.test_transform)
         )
         if config.max_eval_per_class:
@@ -71,12 +89,16 @@ class MetricLearningDataModule(L.LightningDataModule):
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
-        self._resolve_batches(images_per_class)
+        self._resolve_batches(method.images_per_class)
 
     def _resolve_batches(self, images_per_class: int) -> None:
         """Fill ``batch_size`` and ``classes_per_batch`` from the training split when unset;
         check the values given against it (naming the flag that sets them)."""
         config, images, classes = self.config, len(self.train_set), self.train_set.num_classes
+        if self.batch_kind == VIEWS:  # batches of unlabelled images: no classes to balance
+            if config.batch_size is None:
+                config.batch_size = min(DEFAULT_BATCH_SIZE // 2, images)
+            return
         if config.batch_size is None:
             config.batch_size = min(DEFAULT_BATCH_SIZE, images)
         if config.batch_size < 2:
@@ -101,6 +123,11 @@ class MetricLearningDataModule(L.LightningDataModule):
     def describe(self) -> str:
         """One line on the resolved batches and the validation split."""
         config, train = self.config, self.train_set
+        if self.batch_kind == VIEWS:
+            return (
+                f"{config.dataset}: {len(train):,} training images, labels not read; batches "
+                f"of {config.batch_size} images; validation: none (the last epoch is kept)"
+            )
         validation = (
             f"{self.val_set.num_classes} held-out training classes"
             if self.val_set is not None
@@ -122,25 +149,43 @@ class MetricLearningDataModule(L.LightningDataModule):
         return self.train_set.num_classes
 
     def train_dataloader(self) -> DataLoader:
-        sampler_args = dict(
-            labels=self.train_set.labels,
-            batch_size=self.config.batch_size,
-            classes_per_batch=self.config.classes_per_batch,
+        if self.batch_kind == VIEWS:
+            return self._views_dataloader()
+        batches = ClassBalancedBatchSampler(
+            self.train_set.labels,
+            self.config.batch_size,
+            self.config.classes_per_batch,
             seed=self.seed,
         )
-        world_size = self.trainer.world_size if self.trainer else 1
-        if world_size > 1:
-            batches: Sampler[list[int]] = DistributedClassBalancedBatchSampler(
-                **sampler_args, num_replicas=world_size, rank=self.trainer.global_rank
-            )
-        else:
-            batches = ClassBalancedBatchSampler(**sampler_args)
         return DataLoader(
             _SeededAugmentation(self.train_set),
-            batch_sampler=_SeededBatches(batches, self.seed),
+            batch_sampler=_SeededBatches(self._rank_share(batches), self.seed),
             num_workers=self.config.num_workers,
             persistent_workers=self.config.num_workers > 0,
         )
+
+    def _views_dataloader(self) -> DataLoader:
+        self.sampler = UnlabelledBatchSampler(
+            len(self.train_set), self.config.batch_size, seed=self.seed
+        )
+        return DataLoader(
+            Views(self.train_set),
+            batch_sampler=self._rank_share(self.sampler),
+            num_workers=self.config.num_workers,
+        )
+
+    def _rank_share(self, batches: Sampler[list]) -> Sampler[list]:
+        """Under DDP, this rank's share of every global batch of ``batches``."""
+        world_size = self.trainer.world_size if self.trainer else 1
+        if world_size == 1:
+            return batches
+        return RankShare(batches, world_size, self.trainer.global_rank)
+
+    def pairing_dataloader(self) -> DataLoader:
+        """The training images, test transform, in order (sharded under DDP)."""
+        images = copy.copy(self.train_set)
+        images.transform = self.test_transform
+        return self._eval_loader(images)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader(self.val_set) if self.val_set is not None else []
@@ -175,58 +220,6 @@ def transforms_of(config: DataConfig, train: bool) -> Any:
         flip=config.flip is not False,
         **normalisation,
     )
-
-
-class UnlabelledDataModule(MetricLearningDataModule):
-    """The data of the unsupervised methods: shuffled batches of :class:`Views` (two views of
-    each image, or anchor / positive / negative images) that carry no label, and the training
-    images without augmentation for mining pairs (:meth:`pairing_dataloader`). Validation
-    classes are not carved from the training split (that would read its labels); the test
-    split is evaluated as usual.
-    """
-
-    def __init__(self, config: DataConfig, seed: int = 0, images_per_class: int = 4) -> None:
-        if config.val_fraction:
-            raise ValueError(
-                "data.val_fraction must be 0 for the unsupervised methods: holding out "
-                "training classes would read the training labels"
-            )
-        config.val_fraction = 0.0
-        super().__init__(config, seed, images_per_class)
-        self.sampler: UnlabelledBatchSampler | None = None
-
-    def _resolve_batches(self, images_per_class: int) -> None:
-        # Batches of unlabelled images: no classes to balance.
-        if self.config.batch_size is None:
-            self.config.batch_size = min(DEFAULT_BATCH_SIZE // 2, len(self.train_set))
-
-    def describe(self) -> str:
-        return (
-            f"{self.config.dataset}: {len(self.train_set):,} training images, labels not read; "
-            f"batches of {self.config.batch_size} images; validation: none (the last epoch "
-            "is kept)"
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        world_size = self.trainer.world_size if self.trainer else 1
-        self.sampler = UnlabelledBatchSampler(
-            len(self.train_set),
-            self.config.batch_size,
-            seed=self.seed,
-            num_replicas=world_size,
-            rank=self.trainer.global_rank if self.trainer else 0,
-        )
-        return DataLoader(
-            Views(self.train_set),
-            batch_sampler=self.sampler,
-            num_workers=self.config.num_workers,
-        )
-
-    def pairing_dataloader(self) -> DataLoader:
-        """The training images, test transform, in order (sharded under DDP)."""
-        images = copy.copy(self.train_set)
-        images.transform = self.test_transform
-        return self._eval_loader(images)
 
 
 class _SeededBatches(Sampler[list[tuple[int, int]]]):

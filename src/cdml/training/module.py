@@ -1,4 +1,4 @@
-"""The LightningModule: an embedding model trained with any ``cdml.losses`` loss."""
+"""The LightningModule: an embedding model trained with any ``cdml.losses`` method."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from cdml.metrics import evaluate
+from cdml.distributed import gather_shards
+from cdml.losses import Method
+from cdml.metrics import DEFAULT_KS, evaluate
 from cdml.training.config import OptimConfig
-from cdml.training.distributed import gather_shards, gather_with_grad
 
 OPTIMIZERS = {
     "rmsprop": torch.optim.RMSprop,
@@ -21,25 +23,22 @@ OPTIMIZERS = {
 
 
 class MetricLearningModule(L.LightningModule):
-    """Trains ``model`` (images -> embeddings) with ``loss(embeddings, labels)``.
+    """Trains ``model`` (images -> embeddings) with a :class:`cdml.losses.Method`.
 
-    - Parameters owned by the loss (Group Loss's classifier) are optimised too, at ``loss_lr``.
-    - A loss with a ``margin_multiplier`` (facility location) has it set to
-      ``initial * margin_decay ** epoch`` at the start of every epoch.
-    - For the first ``optim.warmup_epochs`` epochs the whole network trains on the loss's
-      ``warmup_loss`` instead (Group Loss: the plain cross-entropy of its classifier, as the
-      released code fine-tunes a classifier first); the learning rate is multiplied by
-      ``lr_gamma`` at every epoch of ``lr_milestones``.
-    - Under DDP every rank gathers all ranks' embeddings and labels (with gradients) so the loss
-      sees the global batch, and the parameters get the single-process gradient of that batch.
+    - A training step is the method's ``batch_loss(model, batch)`` on a batch of its
+      ``batch_kind``; the loss and the values the method returns are logged under ``train/``.
+    - The method's schedule (margin decay, warm-up, re-pairing) comes from its
+      ``callbacks()``, added to the trainer's.
+    - Parameters owned by the method (Group Loss's classifier, CBSwR's cluster head) are
+      optimised too, at ``loss_lr``; the learning rate is multiplied by ``lr_gamma`` at every
+      epoch of ``lr_milestones``.
     - Validation and test embed their split (each rank a shard under DDP), and compute
       ``cdml.metrics.evaluate`` on the whole split once, on rank 0.
 
     Args:
         model: images ``(B, 3, H, W)`` -> embeddings ``(B, d)``, with ``param_groups``.
-        loss: a ``cdml.losses`` module.
+        method: the training method (see ``cdml.losses.create_method``).
         optim: optimiser settings.
-        margin_decay: per-epoch factor of the margin multiplier.
         ks: Recall@K values of the test split.
         nmi: compute NMI at test time (validation always computes it).
         hparams: the run's full configuration, stored in checkpoints (plain data only).
@@ -48,24 +47,16 @@ class MetricLearningModule(L.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        loss: nn.Module,
+        method: Method,
         optim: OptimConfig,
-        margin_decay: float = 0.94,
-        ks: tuple[int, ...] = (1, 2, 4, 8),
+        ks: tuple[int, ...] = DEFAULT_KS,
         nmi: bool = True,
         hparams: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
-        self.loss = loss
+        self.method = method
         self.optim = optim
-        self.margin_decay = margin_decay
-        self.initial_margin = getattr(loss, "margin_multiplier", None)
-        if optim.warmup_epochs and not hasattr(loss, "warmup_loss"):
-            raise ValueError(
-                f"optim.warmup_epochs needs a loss with a warm-up objective (group); "
-                f"{type(loss).__name__} has none"
-            )
         self.ks = tuple(ks)
         self.nmi = nmi
         self.save_hyperparameters(hparams or {})
@@ -76,26 +67,22 @@ class MetricLearningModule(L.LightningModule):
         return self.model(images)
 
     # training -----------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        if self.initial_margin is not None:
-            self.loss.margin_multiplier = (
-                self.initial_margin * self.margin_decay**self.current_epoch
-            )
-            self.log("train/margin_multiplier", self.loss.margin_multiplier)
+    def configure_callbacks(self) -> list[Callback]:
+        return self.method.callbacks()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
-        images, labels = batch
-        embeddings = self.model(images)
-        # Under DDP the loss sees the global batch, gradients equal to one process's on it.
-        embeddings, labels = gather_with_grad(embeddings), gather_with_grad(labels)
-        if self.current_epoch < self.optim.warmup_epochs:
-            loss = self.loss.warmup_loss(embeddings, labels)
-        else:
-            loss = self.loss(embeddings, labels)
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        loss, logged = self.method.batch_loss(self.model, batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        for name, value in _loss_statistics(self.loss).items():
+        for name, value in logged.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=True)
-        return loss
+        # What the method logged reaches the callbacks' on_train_batch_end too.
+        return {"loss": loss, **{name: value.detach() for name, value in logged.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before the method registry name the method's part "loss.".
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("loss.")]:
+            state["method." + key.removeprefix("loss.")] = state.pop(key)
 
     def configure_optimizers(self) -> Any:
         optim = self.optim
@@ -104,12 +91,12 @@ class MetricLearningModule(L.LightningModule):
                 f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {optim.name!r}"
             )
         groups = self.model.param_groups(optim.backbone_lr, optim.head_lr, optim.weight_decay)
-        loss_params = [p for p in self.loss.parameters() if p.requires_grad]
-        if loss_params:
+        method_params = [p for p in self.method.parameters() if p.requires_grad]
+        if method_params:
             groups.append(
                 {
                     "name": "loss",
-                    "params": loss_params,
+                    "params": method_params,
                     "lr": optim.loss_lr,
                     "weight_decay": optim.weight_decay,
                 }
@@ -132,7 +119,7 @@ class MetricLearningModule(L.LightningModule):
         self._collect(batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._evaluate("val", ks=(1, 2, 4, 8), nmi=True)
+        self._evaluate("val", ks=DEFAULT_KS, nmi=True)
 
     def on_test_epoch_end(self) -> None:
         self._evaluate("test", ks=self.ks, nmi=self.nmi)
@@ -158,9 +145,3 @@ class MetricLearningModule(L.LightningModule):
         self.last_eval_metrics = metrics
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "recall@1")
-
-
-def _loss_statistics(loss: nn.Module) -> dict[str, torch.Tensor]:
-    """What a loss exposes about its last call (``loss.statistics``, if it has one)."""
-    statistics = getattr(loss, "statistics", None)
-    return dict(statistics) if statistics else {}

@@ -16,24 +16,17 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
+from cdml.data import dataset_info
 from cdml.io import write_json, write_text
-from cdml.losses import LOSSES, MetricLoss, build_loss
+from cdml.losses import RunInfo, create_method, method_class
 from cdml.models import EmbeddingModel
 from cdml.training.callbacks import UNTRAINED_EPOCH, BestCheckpoint
 from cdml.training.config import RunConfig, resolve_defaults
-from cdml.training.datamodule import MetricLearningDataModule, UnlabelledDataModule
+from cdml.training.datamodule import MetricLearningDataModule
 from cdml.training.module import MetricLearningModule
-from cdml.training.unsupervised import OBJECTIVES, CBSwRObjective, UnsupervisedModule
 
-RETRIEVAL_KS = {"sop": (1, 10, 100, 1000)}
-DEFAULT_KS = (1, 2, 4, 8)
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
-
-
-def dataset_ks(dataset: str) -> tuple[int, ...]:
-    """The Recall@K values the papers report for ``dataset``."""
-    return RETRIEVAL_KS.get(dataset, DEFAULT_KS)
 
 
 def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingModel:
@@ -52,32 +45,25 @@ def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingM
 def build_module(
     config: RunConfig, model: EmbeddingModel, num_train_classes: int
 ) -> MetricLearningModule:
-    """The LightningModule of ``config`` around ``model``: loss (or unsupervised objective)
-    and optimiser settings."""
-    name, params = config.loss.name, dict(config.loss.params)
-    evaluation = {
-        "ks": tuple(config.eval.ks or dataset_ks(config.data.dataset)),
-        "nmi": config.eval.nmi,
-        "hparams": config.to_dict(),
-    }
-    try:
-        if name in OBJECTIVES:
-            if name == "cbswr":
-                data = config.data
-                params = {"image_size": data.image_size, "mean": data.mean, "std": data.std,
-                          **params}  # fmt: skip
-                objective = CBSwRObjective(model, **params)
-            else:
-                objective = OBJECTIVES[name](**params)
-            return UnsupervisedModule(model, objective, config.optim, **evaluation)
-        if name == "group":
-            params.setdefault("embedding_size", config.model.embedding_size)
-            params.setdefault("num_classes", num_train_classes)
-        loss = build_loss(name, **params)
-    except TypeError as error:  # an unknown or missing constructor argument
-        raise ValueError(f"loss.params of {name!r}: {error}") from None
+    """The LightningModule of ``config`` around ``model``: the method of ``config.loss``
+    (given what it needs from the run) and the optimiser settings."""
+    data = config.data
+    run = RunInfo(
+        model=model,
+        embedding_size=config.model.embedding_size,
+        num_classes=num_train_classes,
+        image_size=data.image_size,
+        mean=tuple(data.mean) if data.mean else None,
+        std=tuple(data.std) if data.std else None,
+    )
+    method = create_method(config.loss.name, run, **config.loss.params)
     return MetricLearningModule(
-        model, loss, config.optim, margin_decay=config.loss.margin_decay, **evaluation
+        model,
+        method,
+        config.optim,
+        ks=tuple(config.eval.ks or dataset_info(config.data.dataset).ks),
+        nmi=config.eval.nmi,
+        hparams=config.to_dict(),
     )
 
 
@@ -141,11 +127,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     # Record the input normalisation of the weights, so the run folder describes itself.
     config.data.mean = config.data.mean or list(model.data_config["mean"])
     config.data.std = config.data.std or list(model.data_config["std"])
-    unsupervised = config.loss.name in OBJECTIVES
-    data_module = UnlabelledDataModule if unsupervised else MetricLearningDataModule
-    loss_class = LOSSES.get(config.loss.name, MetricLoss)
-    data = data_module(
-        config.data, seed=config.trainer.seed, images_per_class=loss_class.images_per_class
+    data = MetricLearningDataModule(
+        config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
     module = build_module(config, model, data.num_train_classes)
     if is_zero:

@@ -8,13 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from cdml.metrics import nearest_neighbours
+from cdml.metrics import as_embeddings, as_labels, nearest_neighbours
 from cdml.viz.figures import new_figure, save_png
 from cdml.viz.inputs import (
     ClassNames,
-    as_embeddings,
     as_images,
-    as_labels,
     check_class_names,
     label_name,
 )
@@ -37,7 +35,7 @@ def retrieve(embeddings: Any, labels: Any, queries: Any, k: int) -> tuple[np.nda
         ``neighbours`` ``(q, k)`` item indices, nearest first (ties: lower index), and
         ``matches`` ``(q, k)`` bool, True where the neighbour has the query's label.
     """
-    points = as_embeddings(embeddings, min_rows=2).astype(np.float32)
+    points = as_embeddings(embeddings, min_rows=2)
     item_labels = as_labels(labels, len(points))
     query_items = np.asarray(queries)
     if query_items.ndim != 1 or not np.issubdtype(query_items.dtype, np.integer):
@@ -81,7 +79,7 @@ def plot_retrieval(
         k: neighbours per query, searched among all ``n`` items.
         class_names: ``class_names[label]`` for the captions (default: the label).
     """
-    points = as_embeddings(embeddings, min_rows=2)
+    points = as_embeddings(embeddings, min_rows=2, dtype=np.float64)
     item_labels = as_labels(labels, len(points))
     pictures = as_images(images, len(points))
     check_class_names(class_names, item_labels)

@@ -14,12 +14,11 @@ from matplotlib.lines import Line2D
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from PIL import Image
 
+from cdml.metrics import as_embeddings, as_labels
 from cdml.viz.figures import new_figure, save_png
 from cdml.viz.inputs import (
     ClassNames,
-    as_embeddings,
     as_images,
-    as_labels,
     check_class_names,
     label_name,
     sample_indices,
@@ -40,7 +39,7 @@ def tsne_2d(embeddings: Any, seed: int = 0, perplexity: float = 30.0) -> np.ndar
     """
     from openTSNE import TSNE  # imported here: only plotting needs openTSNE
 
-    points = as_embeddings(embeddings, min_rows=MIN_POINTS)
+    points = as_embeddings(embeddings, min_rows=MIN_POINTS, dtype=np.float64)
     if perplexity <= 0:
         raise ValueError(f"perplexity must be positive, got {perplexity}")
     tsne = TSNE(
@@ -90,7 +89,7 @@ def plot_tsne(
         seed: seed of the subsampling, t-SNE and thumbnail choice.
         title: optional title.
     """
-    points = as_embeddings(embeddings, min_rows=MIN_POINTS)
+    points = as_embeddings(embeddings, min_rows=MIN_POINTS, dtype=np.float64)
     point_labels = as_labels(labels, len(points))
     pictures = None if images is None else as_images(images, len(points))
     check_class_names(class_names, point_labels)

@@ -67,3 +67,42 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.length, self.num_replicas))
+
+
+class RankShare(Sampler[list]):
+    """Rank ``rank``'s contiguous share of every global batch of ``batches``: the slice
+    ``[rank * b, (rank + 1) * b)`` with ``b = batch_size / num_replicas``. Every rank builds
+    the same global batches (same seed and epoch), so the ranks' shares concatenated in rank
+    order are exactly the single-process batches.
+
+    Args:
+        batches: a batch sampler with ``batch_size`` (the global batch) and ``set_epoch``.
+        num_replicas: number of ranks; ``batch_size`` must be divisible by it.
+        rank: this rank.
+    """
+
+    def __init__(self, batches: Sampler[list], num_replicas: int, rank: int) -> None:
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be positive, got {num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
+        if batches.batch_size % num_replicas:
+            raise ValueError(
+                f"batch_size ({batches.batch_size}) must be divisible by num_replicas "
+                f"({num_replicas})"
+            )
+        self.batches = batches
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.local_batch_size = batches.batch_size // num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list]:
+        start = self.rank * self.local_batch_size
+        for batch in self.batches:
+            yield batch[start : start + self.local_batch_size]

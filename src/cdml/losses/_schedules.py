@@ -1,0 +1,99 @@
+"""The methods' schedules, as Lightning callbacks a method returns from ``callbacks()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from cdml.distributed import gather_shards
+
+
+class MarginDecay(Callback):
+    """Sets ``method.margin_multiplier = initial * factor ** epoch`` before every epoch, and
+    logs it (facility location: the paper decays the margin by 0.94 per epoch)."""
+
+    def __init__(self, method: nn.Module, factor: float) -> None:
+        self.method = method
+        self.initial = method.margin_multiplier
+        self.factor = factor
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.method.margin_multiplier = self.initial * self.factor**trainer.current_epoch
+        pl_module.log("train/margin_multiplier", self.method.margin_multiplier)
+
+
+class WarmUp(Callback):
+    """Sets ``method.warming_up`` for the first ``epochs`` epochs (the method trains on its
+    warm-up objective while it is set)."""
+
+    def __init__(self, method: nn.Module, epochs: int) -> None:
+        self.method = method
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.method.warming_up = trainer.current_epoch < self.epochs
+
+
+class Repairing(Callback):
+    """Before every epoch, ``method.pairing(features, report)`` chooses the training images'
+    partners (CBSwR's neighbour pairs, MOM's mined tuples) from their current backbone
+    features ``(n, D)``, computed on demand over the data module's ``pairing_dataloader()``
+    (sharded under DDP); the views sampler draws the epoch's batches from it."""
+
+    def __init__(self, method: nn.Module) -> None:
+        self.method = method
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        data = trainer.datamodule
+        pairing = self.method.pairing(
+            _features(pl_module, data.pairing_dataloader), report=pl_module.print
+        )
+        data.sampler.set_pairing(pairing)
+
+
+def _features(pl_module: L.LightningModule, loader: Callable[[], Any]) -> Callable[[], Tensor]:
+    @torch.no_grad()
+    def compute() -> Tensor:
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        batches = [model.features(images.to(pl_module.device)).float() for images, _ in loader()]
+        model.train(was_training)
+        return gather_shards(torch.cat(batches))
+
+    return compute
+
+
+class CollapseWarning(Callback):
+    """Warns at the end of an epoch whose batches used on average fewer than ``share`` of the
+    method's ``num_clusters`` clusters (read from the logged ``non_empty_clusters``)."""
+
+    def __init__(self, num_clusters: int, share: float = 0.25) -> None:
+        self.num_clusters = num_clusters
+        self.share = share
+        self._used: list[Tensor] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        if isinstance(outputs, dict) and "non_empty_clusters" in outputs:
+            self._used.append(outputs["non_empty_clusters"])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._used:
+            return
+        used = torch.stack(self._used).float().mean().item()
+        self._used.clear()
+        if used < self.share * self.num_clusters:
+            rank_zero_warn(
+                f"epoch {trainer.current_epoch}: the clustering collapsed, batches used "
+                f"{used:.1f} of {self.num_clusters} clusters on average (check the learning "
+                "rates and loss.params.rim_weight)"
+            )
