@@ -58,22 +58,30 @@ def setting(key: str, value: str) -> list[str]:
     return ["--set", f"{key}={value}"]
 
 
-# The Group Loss's batches: 14 classes of 9 images (the released 9 per class), or 32 of 4.
+# The Group Loss's batches, 14 classes of 9 images (the released 9 per class) or 32 of 4, and
+# its classifier's learning rate (1e-3 unless a variant says otherwise).
 NINE = setting("data.classes_per_batch", "14")
 FOUR = setting("data.classes_per_batch", "32")
+SLOW = setting("optim.loss_lr", "1e-3")
+FAST = setting("optim.loss_lr", "1e-2")
 
 # loss -> variant name -> its settings on top of the default recipe (appended, never reordered).
 LOSS_VARIANTS: dict[str, dict[str, list[str]]] = {
     "group": {
-        "14 classes x 9 (the former default), classifier RMSprop 1e-3, temperature 24": NINE,
-        "classifier lr 1e-2": NINE + setting("optim.loss_lr", "1e-2"),
-        "prior temperature 1": NINE + setting("loss.params.temperature", "1"),
-        "32 classes x 4 (the default)": FOUR,
-        "lr 1e-4/1e-3": NINE
+        "14 classes x 9, classifier 1e-3, temperature 24 (the former default)": NINE + SLOW,
+        "14 x 9, classifier 1e-2": NINE + FAST,
+        "14 x 9, classifier 1e-3, prior temperature 1": NINE
+        + SLOW
+        + setting("loss.params.temperature", "1"),
+        "32 x 4, classifier 1e-3": FOUR + SLOW,
+        "14 x 9, classifier 1e-3, lr 1e-4/1e-3": NINE
+        + SLOW
         + setting("optim.backbone_lr", "1e-4")
         + setting("optim.head_lr", "1e-3"),
-        "1 warm-up epoch (cross-entropy only)": NINE + setting("loss.params.warmup_epochs", "1"),
-        "32 classes x 4, classifier lr 1e-2": FOUR + setting("optim.loss_lr", "1e-2"),
+        "14 x 9, classifier 1e-3, 1 warm-up epoch (cross-entropy only)": NINE
+        + SLOW
+        + setting("loss.params.warmup_epochs", "1"),
+        "32 x 4, classifier 1e-2 (the default)": FOUR + FAST,
     },
 }
 

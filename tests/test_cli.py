@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cdml.cli import main
 
@@ -80,3 +81,37 @@ def test_bad_ks_is_rejected_by_the_parser(embeddings_file):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", str(embeddings_file), "--ks", "1,x"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--epochs", "-1"], "trainer.epochs (--epochs) must be at least 1, got -1"),
+        (["--epochs", "-5"], "trainer.epochs (--epochs) must be at least 1"),
+        (["--epochs", "0"], "trainer.epochs (--epochs) must be at least 1"),
+        (["--devices", "0"], "trainer.devices (--devices) must be a positive number"),
+        (["--devices", "abc"], "trainer.devices (--devices) must be"),
+        (["--image-size", "1"], "data.image_size (--image-size) must be at least 16"),
+        (["--workers", "-2"], "data.num_workers (--workers) must be at least 0"),
+        (["--set", "optim.head_lr=-1e-3"], "optim.head_lr must be finite and >= 0"),
+        (["--set", "data.val_fraction=1.5"], "data.val_fraction must be in [0, 1)"),
+        (["--set", "data.crop_scale=[0.9,0.1]"], "data.crop_scale must be [low, high]"),
+        (["--set", "trainer.limit_train_batches=0"], "trainer.limit_train_batches must be"),
+    ],
+)
+def test_out_of_range_settings_are_refused_before_any_work(extra, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--loss", "triplet", *extra, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_a_gpu_accelerator_without_cuda_is_refused(tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--loss", "triplet", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--set", "trainer.accelerator=gpu"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

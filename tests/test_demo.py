@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cdml.cli import main
-from cdml.demo import demo_config, fashion_mnist_available
+from cdml.demo import DEMO_MARK, demo_config, fashion_mnist_available, prepare_demo_folder
 from cdml.training.config import resolve_defaults
 
 
@@ -33,3 +33,28 @@ def test_demo_runs_and_draws(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"test", "untrained"}
     assert (out / "tsne.png").is_file()
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert main(["demo", "--dataset", "digits", "--out", str(mine)]) == 2
+    assert "is not a demo's run folder" in capsys.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    monkeypatch.chdir(mine)
+    for here in (".", str(tmp_path)):
+        assert main(["demo", "--dataset", "digits", "--out", here]) == 2
+        assert "current folder" in capsys.readouterr().err
+    assert (mine / "thesis.tex").is_file()
+
+
+def test_a_demo_folder_is_replaced_by_the_next_demo(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / DEMO_MARK).touch()
+    (out / "metrics.json").write_text("{}")
+    prepare_demo_folder(out)
+    assert out.is_dir() and not any(out.iterdir())
+    prepare_demo_folder(tmp_path / "new" / "demo")  # a new folder is created
+    assert (tmp_path / "new" / "demo").is_dir()

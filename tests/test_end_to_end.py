@@ -201,3 +201,64 @@ def test_bad_checkpoint_file_is_rejected(tmp_path, capsys):
     assert main(args) == 2
     assert "not a readable cdml checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_resume_refuses_what_the_checkpoint_cannot_honour_and_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--epochs", "1", "--no-baseline") == 0
+    recorded = (out / "config.yaml").read_bytes()
+    last = out / "checkpoints" / "last.ckpt"
+    saved = last.read_bytes()
+    resume = ["train", "--out", str(out), "--resume", "--epochs", "2"]
+    for change, key in [
+        (["--embedding-size", "16"], "model.embedding_size is 64 in the run"),
+        (["--loss", "triplet"], "loss.name is 'facility' in the run"),
+        (["--set", "data.classes_per_batch=2"], "data.classes_per_batch is 3 in the run"),
+    ]:
+        assert main([*resume, *change]) == 2
+        err = capsys.readouterr().err
+        assert key in err and "Traceback" not in err
+        assert (out / "config.yaml").read_bytes() == recorded
+    last.write_bytes(saved[: len(saved) // 2])  # a checkpoint truncated by a full disk
+    assert main(resume) == 2
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+    assert (out / "config.yaml").read_bytes() == recorded
+    last.write_bytes(saved)
+    assert main(resume) == 0  # a plain resume still continues the run
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_csv_without_test_rows_reports_no_test_metrics(tmp_path, capsys):
+    rows = ["label,path,split"]
+    for label in range(8):
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 30 * i + label, np.uint8)).save(
+                tmp_path / f"{label}_{i}.png"
+            )
+            rows.append(f"c{label},{label}_{i}.png,train")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--dataset", "csv", "--data-root", str(tmp_path / "list.csv")]
+    assert main([*argv, "--set", "data.val_fraction=0.5", "--epochs", "1", "--out", str(out)]) == 0
+    assert "no labelled test images" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test" not in metrics and "untrained" not in metrics and "val" in metrics
+
+
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live holder
+    assert train(out, "--epochs", "1", "--no-baseline") == 2
+    err = capsys.readouterr().err
+    assert f"in use by another cdml run (process {os.getpid()}" in err
+    assert not (out / "config.yaml").exists()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (out / ".lock").write_text(f"{socket.gethostname()} {gone.pid}\n")  # left by a crash
+    assert train(out, "--epochs", "1", "--no-baseline") == 0
+    assert not (out / ".lock").exists()  # released at the end of the run

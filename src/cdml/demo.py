@@ -18,11 +18,13 @@ from cdml.data import load_dataset
 from cdml.data.builtin import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from cdml.inference import embed, load_checkpoint
 from cdml.training import RunConfig, apply_overrides, train
+from cdml.training.config import resolve_defaults
 from cdml.training.datamodule import transforms_of
 from cdml.viz import plot_tsne
 from cdml.viz.inputs import sample_indices
 
 TSNE_POINTS = 2000
+DEMO_MARK = ".cdml-demo"  # written in a demo's run folder: the folder a later demo may replace
 
 
 def fashion_mnist_available() -> bool:
@@ -70,11 +72,32 @@ def demo_config(
         "optim.name": "rmsprop",
         "optim.backbone_lr": 1e-5,
         "optim.head_lr": 1e-4,
+        "optim.loss_lr": 1e-3,  # the Group Loss's classifier, as in docs/results.md's rows
         "trainer.seed": seed,
         "trainer.epochs": epochs or 4,
         "trainer.limit_train_batches": 25 if dataset == "fashion-mnist" else 15,
     }
     return apply_overrides(RunConfig(), {**settings, **(overrides or {})})
+
+
+def prepare_demo_folder(out: Path) -> None:
+    """Empty ``out`` if an earlier demo wrote it; refuse any other non-empty folder."""
+    out = Path(out)
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ValueError(f"--out {out} is the current folder or holds it; give a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARK).is_file():
+            raise ValueError(
+                f"--out {out} exists and is not a demo's run folder; nothing was changed "
+                "(give a new or empty folder)"
+            )
+        import shutil
+
+        shutil.rmtree(out)
+    elif out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_demo(
@@ -86,13 +109,16 @@ def run_demo(
     plot: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> dict:
-    """Train, print test metrics beside the untrained model's, write ``out/tsne.png``."""
-    config = demo_config(out, loss, dataset, seed, epochs, overrides)
-    console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
-    if out.exists():
-        import shutil
+    """Train, print test metrics beside the untrained model's, write ``out/tsne.png``.
 
-        shutil.rmtree(out)  # the demo's own folder: each demo starts afresh
+    Each demo starts afresh: a folder an earlier demo wrote is replaced; any other existing
+    folder that is not empty is refused (``ValueError``), as is the current folder or one
+    above it.
+    """
+    config = resolve_defaults(demo_config(out, loss, dataset, seed, epochs, overrides))
+    prepare_demo_folder(out)
+    console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
+    (out / DEMO_MARK).touch()
     results = train(config)
     for table in run_tables(results, loss, config.data.dataset):
         console.print(table)

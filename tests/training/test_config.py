@@ -75,6 +75,12 @@ def test_method_dependent_defaults():
     assert unsupervised.data.batch_size == 64
     explicit = apply_overrides(RunConfig(), {"loss.name": "sme", "model.embedding_size": 32})
     assert resolve_defaults(explicit).model.embedding_size == 32
+    # The parameters a method owns: the Group Loss's classifier faster than the others.
+    assert supervised.optim.loss_lr == unsupervised.optim.loss_lr == 1e-3
+    group = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "group"}))
+    assert group.optim.loss_lr == 1e-2
+    slow = apply_overrides(RunConfig(), {"loss.name": "group", "optim.loss_lr": 1e-4})
+    assert resolve_defaults(slow).optim.loss_lr == 1e-4
 
 
 def test_paper_settings_of_seed_000():

@@ -86,3 +86,8 @@ def test_train_with_no_batch_flags(tmp_path, capsys):
     assert "batch_size: 128" in written and "classes_per_batch: 5" in written
     assert main([*argv[:-1], str(tmp_path / "bad"), "--classes-per-batch", "9"]) == 2
     assert "--classes-per-batch" in capsys.readouterr().err
+
+
+def test_a_validation_split_of_one_class_is_refused():
+    with pytest.raises(ValueError, match=r"val_fraction 0.2 holds out 1 of the 5 training"):
+        data_of("digits", "triplet", **{"data.val_fraction": 0.2})

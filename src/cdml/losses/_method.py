@@ -44,8 +44,8 @@ class Method(nn.Module):
       C/n = 0.25, 32 classes of 4 in a batch of 128).
     - ``normalize_embeddings``: whether the model L2-normalises its embeddings by default.
     - ``default_embedding_size``: the embedding size when the run gives none.
-
-    Parameters the method owns (a classifier, a cluster head) train at ``optim.loss_lr``.
+    - ``default_loss_lr``: the learning rate of the parameters the method owns (a classifier,
+      a cluster head) when the run's ``optim.loss_lr`` gives none.
     """
 
     batch_kind: ClassVar[str] = LABELLED
@@ -53,6 +53,7 @@ class Method(nn.Module):
     images_per_class: ClassVar[int] = 4
     normalize_embeddings: ClassVar[bool] = True
     default_embedding_size: ClassVar[int] = 64
+    default_loss_lr: ClassVar[float] = 1e-3
 
     def batch_loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss of one batch of ``batch_kind`` for ``model`` (images ->

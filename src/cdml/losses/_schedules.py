@@ -16,12 +16,16 @@ from cdml.distributed import gather_shards
 
 class MarginDecay(Callback):
     """Sets ``method.margin_multiplier = initial * factor ** epoch`` before every epoch, and
-    logs it (facility location: the paper decays the margin by 0.94 per epoch)."""
+    logs it (facility location: the paper decays the margin by 0.94 per epoch); ``initial``
+    is the multiplier when training starts."""
 
     def __init__(self, method: nn.Module, factor: float) -> None:
         self.method = method
-        self.initial = method.margin_multiplier
         self.factor = factor
+        self.initial = method.margin_multiplier
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.initial = self.method.margin_multiplier
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.method.margin_multiplier = self.initial * self.factor**trainer.current_epoch

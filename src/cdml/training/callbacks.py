@@ -1,4 +1,5 @@
-"""Model selection: the best checkpoint by validation Recall@1, the untrained model included."""
+"""Model selection (the best checkpoint by validation Recall@1, the untrained model included)
+and how checkpoints are written."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from cdml.io import atomic_path
 
 UNTRAINED_EPOCH = -1  # ``best_epoch`` of a run in which no epoch beat the untrained model
 
@@ -48,3 +53,20 @@ class BestCheckpoint(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict["best_score"]
         self.best_epoch = state_dict["best_epoch"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in its own folder, then renames it over the
+    old one: a full disk or a kill mid-write leaves the previous checkpoint whole (Lightning's
+    default stages the file in the system's temporary folder and copies it across file
+    systems, which can leave a truncated file)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)

@@ -82,7 +82,9 @@ class OptimConfig:
     name: str = "rmsprop"  # rmsprop | adam | radam | sgd
     backbone_lr: float = 3e-5
     head_lr: float = 3e-4
-    loss_lr: float = 1e-3  # parameters owned by the method (Group Loss's classifier, ...)
+    # Parameters owned by the method (Group Loss's classifier, CBSwR's cluster head); None:
+    # the method's own default (1e-3; 1e-2 for the Group Loss's classifier).
+    loss_lr: float | None = None
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
     lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr is multiplied
@@ -152,6 +154,69 @@ def parse_yaml(text: str) -> Any:
         raise ValueError(f"not valid YAML ({error})") from None
 
 
+# The command-line flag of a setting, named beside it in errors.
+FLAGS = {
+    "trainer.epochs": "--epochs", "data.image_size": "--image-size",
+    "data.batch_size": "--batch-size", "data.classes_per_batch": "--classes-per-batch",
+    "model.embedding_size": "--embedding-size", "data.num_workers": "--workers",
+    "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
+}  # fmt: skip
+MIN_IMAGE_SIZE = 16  # smaller inputs vanish in the backbones' downsampling (stride 32)
+
+
+def check_ranges(config: RunConfig) -> None:
+    """``ValueError`` naming the first setting out of its range (and its flag), so that a bad
+    value is reported before any data is read or any training starts."""
+    import math
+
+    def bad(key: str, value: Any, wanted: str) -> ValueError:
+        flag = f" ({FLAGS[key]})" if key in FLAGS else ""
+        return ValueError(f"{key}{flag} must be {wanted}, got {value!r}")
+
+    d, m, o, t = config.data, config.model, config.optim, config.trainer
+    at_least = [
+        ("trainer.epochs", t.epochs, 1), ("data.image_size", d.image_size, MIN_IMAGE_SIZE),
+        ("data.batch_size", d.batch_size, 2), ("data.classes_per_batch", d.classes_per_batch, 2),
+        ("model.embedding_size", m.embedding_size, 1), ("data.num_workers", d.num_workers, 0),
+        ("trainer.num_nodes", t.num_nodes, 1), ("trainer.log_every_n_steps",
+        t.log_every_n_steps, 1), ("data.max_eval_per_class", d.max_eval_per_class, 2),
+    ]  # fmt: skip
+    for key, value, least in at_least:
+        if value is not None and value < least:
+            raise bad(key, value, f"at least {least}")
+    for key, value in (("optim.backbone_lr", o.backbone_lr), ("optim.head_lr", o.head_lr),
+                       ("optim.loss_lr", o.loss_lr), ("optim.weight_decay", o.weight_decay),
+                       ("optim.momentum", o.momentum), ("optim.lr_gamma", o.lr_gamma)):  # fmt: skip
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise bad(key, value, "finite and >= 0")
+    if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
+        raise bad("data.val_fraction", d.val_fraction, "in [0, 1)")
+    if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
+        raise bad("data.crop_scale", d.crop_scale, "[low, high] with 0 < low <= high <= 1")
+    if d.resize_ratio < 1 or not math.isfinite(d.resize_ratio):
+        raise bad("data.resize_ratio", d.resize_ratio, "finite and at least 1")
+    limit = t.limit_train_batches
+    if not (limit > 0 and (isinstance(limit, int) or limit <= 1)):
+        raise bad("trainer.limit_train_batches", limit, "a count >= 1 or a share in (0, 1]")
+    if not _devices_ok(t.devices):
+        raise bad("trainer.devices", t.devices, "a positive number, -1 (all), a list or 'auto'")
+    if t.accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise bad("trainer.accelerator", t.accelerator, "'cpu' or 'auto' here: no CUDA device")
+    if any(k < 1 for k in config.eval.ks or ()):
+        raise bad("eval.ks", config.eval.ks, "positive")
+
+
+def _devices_ok(devices: int | str) -> bool:
+    """Lightning's forms: a count (-1: all), ``"auto"``, or device indices ``"0,1"``."""
+    text = str(devices).strip()
+    if text == "auto" or re.fullmatch(r"\d+(,\d+)*,?", text) and "," in text:
+        return True
+    return bool(re.fullmatch(r"-?\d+", text)) and (int(text) >= 1 or int(text) == -1)
+
+
 def resolve_defaults(config: RunConfig) -> RunConfig:
     """Fill the settings whose default depends on the method or the dataset's name (see their
     comments); those that depend on the data's size are filled when it is loaded
@@ -165,12 +230,15 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
         config.model.normalize = method.normalize_embeddings
     if config.model.embedding_size is None:
         config.model.embedding_size = method.default_embedding_size
+    if config.optim.loss_lr is None:
+        config.optim.loss_lr = method.default_loss_lr
     if unsupervised and config.data.val_fraction is None:
         config.data.val_fraction = 0.0
     if unsupervised and config.data.batch_size is None:
         config.data.batch_size = 64
     if config.data.flip is None:
         config.data.flip = not dataset_info(config.data.dataset).mirror_sensitive
+    check_ranges(config)
     return config
 
 

@@ -75,15 +75,25 @@ class MetricLearningDataModule(L.LightningDataModule):
             self.train_set, self.val_set = split_validation_classes(
                 full_train, config.val_fraction, seed=seed
             )
+            if self.val_set.num_classes < 2:
+                raise ValueError(
+                    f"data.val_fraction {config.val_fraction} holds out "
+                    f"{self.val_set.num_classes} of the {full_train.num_classes} training "
+                    f"classes of {config.dataset}: one class cannot rank models (its Recall@1 "
+                    "is 1.0 whatever the training did); hold out at least 2, or set 0"
+                )
             self.val_set.transform = self.test_transform
         else:
             self.train_set, self.val_set = full_train, None
-        # An unlabelled image folder has no test split: such runs are not evaluated.
+        # An unlabelled image folder has no test split, a CSV may list no test rows: such
+        # runs are not tested.
         self.test_set = (
             None
             if not dataset_info(config.dataset).labelled
             else self._load("test", self.test_transform)
         )
+        if self.test_set is not None and len(self.test_set) == 0:
+            self.test_set = None
         if config.max_eval_per_class:
             if self.test_set is not None:
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)

@@ -97,7 +97,7 @@ class MetricLearningModule(L.LightningModule):
                 {
                     "name": "loss",
                     "params": method_params,
-                    "lr": optim.loss_lr,
+                    "lr": self.method.default_loss_lr if optim.loss_lr is None else optim.loss_lr,
                     "weight_decay": optim.weight_decay,
                 }
             )
@@ -117,6 +117,12 @@ class MetricLearningModule(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._collect(batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self.last_eval_metrics = {}
+
+    def on_test_epoch_start(self) -> None:
+        self.last_eval_metrics = {}
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val", ks=DEFAULT_KS, nmi=True)

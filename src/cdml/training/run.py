@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -20,13 +24,20 @@ from cdml.data import dataset_info
 from cdml.io import write_json, write_text
 from cdml.losses import RunInfo, create_method, method_class
 from cdml.models import EmbeddingModel
-from cdml.training.callbacks import UNTRAINED_EPOCH, BestCheckpoint
-from cdml.training.config import RunConfig, resolve_defaults
+from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
+from cdml.training.config import RunConfig, load_config, resolve_defaults
 from cdml.training.datamodule import MetricLearningDataModule
 from cdml.training.module import MetricLearningModule
 
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
+# Settings a resumed run may change; any other must equal the run's recorded config.yaml
+# (the checkpoint's model, method, data and batches would not fit them).
+RESUMABLE = frozenset({
+    "out", "trainer.epochs", "trainer.progress_bar", "trainer.log_every_n_steps",
+    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+    "trainer.precision", "data.num_workers", "eval.ks", "eval.nmi",
+})  # fmt: skip
 
 
 def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingModel:
@@ -68,11 +79,21 @@ def build_module(
 
 
 def prepare_output(out: Path, resume: bool) -> Path:
-    """Check that ``out`` can hold this run; return the checkpoint to resume from (or None)."""
+    """Check that ``out`` can hold this run; return the checkpoint to resume from (or None),
+    read as ``cdml embed`` reads one (tensors and plain data only)."""
     last = out / "checkpoints" / LAST_CHECKPOINT
     if resume:
         if not last.is_file():
             raise ValueError(f"--resume: no checkpoint to resume from at {last}")
+        try:
+            checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for corrupt or foreign files
+            raise ValueError(
+                f"--resume: {last} is not a readable checkpoint ({type(error).__name__}); "
+                "the run cannot be resumed from it"
+            ) from None
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"--resume: {last} is not a cdml training checkpoint")
         return last
     if (out / "checkpoints").exists() or (out / "metrics.json").exists():
         raise ValueError(
@@ -85,6 +106,73 @@ def prepare_output(out: Path, resume: bool) -> Path:
     except OSError as error:
         raise ValueError(f"output folder {out} is not writable ({error.strerror})") from None
     return None
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (this process's host and PID) while a run trains in ``out``: a
+    second process is refused, naming the holder; a lock left by a process of this host that
+    no longer runs (a crash) is taken over."""
+    lock = out / LOCK_FILE
+    holder = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            host, _, pid = lock.read_text(errors="replace").strip().partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise ValueError(
+                f"{out} is in use by another cdml run (process {pid or '?'} on {host or '?'}, "
+                f"{lock}); wait for it, or delete {lock} if that process is gone"
+            ) from None
+        with os.fdopen(fd, "w") as file:
+            file.write(holder + "\n")
+        break
+    try:
+        yield
+    finally:
+        if lock.is_file() and lock.read_text(errors="replace").strip() == holder:
+            lock.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def check_resumable(config: RunConfig, recorded: Path) -> None:
+    """``ValueError`` naming the first setting of ``config`` (resolved) that differs from the
+    run's ``recorded`` config.yaml and that a resumed run cannot change (not in
+    :data:`RESUMABLE`), with its old and new value."""
+    old = _flatten(load_config(recorded).to_dict())
+    new = _flatten(config.to_dict())
+    for key in sorted(old.keys() | new.keys()):
+        if key not in RESUMABLE and old.get(key) != new.get(key):
+            raise ValueError(
+                f"--resume: {key} is {old.get(key)!r} in the run ({recorded}), not "
+                f"{new.get(key)!r}; the checkpoint cannot honour the change (only "
+                f"{', '.join(sorted(RESUMABLE - {'out'}))} may change)"
+            )
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "params":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def quiet_lightning() -> None:
@@ -120,6 +208,14 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
         resume_from = prepare_output(out, resume)
     else:
         resume_from = out / "checkpoints" / LAST_CHECKPOINT if resume else None
+    with run_lock(out) if is_zero else contextlib.nullcontext():
+        return _train(config, out, resume, resume_from, baseline, is_zero)
+
+
+def _train(
+    config: RunConfig, out: Path, resume: bool, resume_from: Path | None, baseline: bool,
+    is_zero: bool,
+) -> dict[str, Any]:  # fmt: skip
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
@@ -131,6 +227,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
         config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
     module = build_module(config, model, data.num_train_classes)
+    if resume and is_zero and (out / "config.yaml").is_file():
+        check_resumable(config, out / "config.yaml")
     if is_zero:
         console.print(data.describe())
         write_text(out / "config.yaml", config.to_yaml())
@@ -152,8 +250,9 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     has_test = data.test_set is not None
     if not has_test and is_zero:
         console.print(
-            f"{config.data.dataset} has no labelled test split: the run is not evaluated "
-            "(evaluate its checkpoint with cdml evaluate --checkpoint on a labelled dataset)"
+            f"{config.data.dataset} has no labelled test images: the run reports no test "
+            "metrics (evaluate its checkpoint with cdml evaluate --checkpoint on a labelled "
+            "dataset)"
         )
     untrained_file = out / "untrained.json"
     if resume_from is None:
@@ -247,4 +346,5 @@ def _trainer(config: RunConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         default_root_dir=out,
+        plugins=[AtomicCheckpointIO()],
     )
