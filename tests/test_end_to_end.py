@@ -240,7 +240,7 @@ def test_a_csv_without_test_rows_reports_no_test_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", *TINY, "--dataset", "csv", "--data-root", str(tmp_path / "list.csv")]
     assert main([*argv, "--set", "data.val_fraction=0.5", "--epochs", "1", "--out", str(out)]) == 0
-    assert "no labelled test images" in capsys.readouterr().out
+    assert "no labelled test split (no test images)" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert "test" not in metrics and "untrained" not in metrics and "val" in metrics
 

@@ -58,6 +58,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cdml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a library's error on input cdml did not check, or a bug
+        if os.environ.get("CDML_DEBUG"):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"cdml {args.command}: error ({type(error).__name__}): {first} (set CDML_DEBUG=1 "
+            "to see the traceback)",
+            file=sys.stderr,
+        )
+        return 2 if _is_input_error(error) else 1
+
+
+def _is_input_error(error: Exception) -> bool:
+    """Whether a library raised ``error`` on the user's settings (Lightning's configuration
+    checks, YAML), not on a fault of cdml."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from yaml import YAMLError
+
+    return isinstance(error, MisconfigurationException | YAMLError)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -262,8 +281,8 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             overrides[key] = parse_yaml(value)
-        except ValueError:
-            raise UsageError(f"--set {key}: cannot read value {value!r}") from None
+        except ValueError as error:
+            raise UsageError(f"--set {key}: cannot read value {value!r} ({error})") from None
     return overrides
 
 

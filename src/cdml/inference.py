@@ -171,6 +171,12 @@ def load_embeddings(path: str | Path, need_labels: bool = True) -> dict[str, np.
         raise ValueError(
             f"{path}: no array {missing[0]!r} (arrays in the file: {', '.join(arrays) or 'none'})"
         )
+    shapes = {"embeddings": 2, "labels": 1}
+    for key, ndim in shapes.items():
+        if key in arrays and arrays[key].ndim != ndim:
+            raise ValueError(
+                f"{path}: {key!r} must be a {ndim}-D array, got shape {arrays[key].shape}"
+            )
     if "labels" in arrays and len(arrays["embeddings"]) != len(arrays["labels"]):
         raise ValueError(
             f"{path}: 'embeddings' has {len(arrays['embeddings'])} rows but 'labels' has "

@@ -30,3 +30,16 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_leaves_no_temporary(
     assert written[0].parent == path.parent
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
     assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+def test_run_files_get_the_mode_of_the_umask(tmp_path):
+    import os
+
+    from cdml.io import write_json
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_json(tmp_path / "metrics.json", {"a": 1})
+    AtomicCheckpointIO().save_checkpoint({"epoch": 0}, tmp_path / "last.ckpt")
+    for name in ("metrics.json", "last.ckpt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

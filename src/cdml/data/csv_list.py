@@ -42,6 +42,8 @@ def load_csv(
     naming the column, line or class. ``class_names`` are the labels as written.
     """
     check_split(split)
+    if root is None:
+        raise ValueError("dataset 'csv' needs its CSV file as root (--data-root FILE.csv)")
     rows = read_label_csv(Path(root))
     chosen = [(label, path) for label, path, row_split in rows if row_split == split]
     return build_image_split(

@@ -22,7 +22,8 @@ def open_rgb(path: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")  # decodes now, so truncation surfaces here
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # A decompression bomb (more pixels than PIL's limit) is refused like a bad file.
         raise OSError(f"cannot read image {path}: {err}") from err
 
 

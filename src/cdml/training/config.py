@@ -134,8 +134,28 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+MAX_YAML_DEPTH = 32
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
+    """``yaml.SafeLoader`` that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``),
+    and refuses aliases and nesting deeper than :data:`MAX_YAML_DEPTH` (a few hundred bytes
+    of nested aliases expand to billions of items)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(
+                f"aliases (*name) are not accepted in cdml configs (line {mark.line + 1}, "
+                f"column {mark.column + 1})"
+            )
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _SafeLoader.add_implicit_resolver(

@@ -250,9 +250,9 @@ def _train(
     has_test = data.test_set is not None
     if not has_test and is_zero:
         console.print(
-            f"{config.data.dataset} has no labelled test images: the run reports no test "
-            "metrics (evaluate its checkpoint with cdml evaluate --checkpoint on a labelled "
-            "dataset)"
+            f"{config.data.dataset} has no labelled test split (no test images): the run reports "
+            "no test metrics (evaluate its checkpoint with cdml evaluate --checkpoint on a "
+            "labelled dataset)"
         )
     untrained_file = out / "untrained.json"
     if resume_from is None:
