@@ -85,3 +85,31 @@ def test_an_unexpected_error_is_one_line_naming_its_type(monkeypatch, capsys):
         "cdml evaluate: error (RuntimeError): something inside broke (set CDML_DEBUG=1 to see "
         "the traceback)"
     )
+
+
+def test_a_run_stopped_by_sigterm_does_not_exit_as_a_success(monkeypatch, capsys):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    def stopped(args):
+        raise SIGTERMException
+
+    monkeypatch.setattr(cli, "_run_train", stopped)
+    code, err = run(["train", "--dataset", "digits", "--loss", "triplet"], capsys)
+    assert code == 143 and "stopped by SIGTERM" in err and "--resume" in err
+
+
+@pytest.mark.parametrize("mode", ["P", "CMYK", "RGBA", "LA", "1", "I;16"])
+def test_unusual_image_modes_are_read_as_rgb(mode, tmp_path):
+    from cdml.data.image_dataset import open_rgb
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    if mode == "I;16":
+        image = Image.fromarray(grey.astype(np.uint16) * 257)  # the same picture in 16 bits
+    else:
+        image = Image.fromarray(np.stack([grey] * 3, 2)).convert(mode)
+    path = tmp_path / ("image.tif" if mode == "CMYK" else "image.png")
+    image.save(path)
+    pixels = np.asarray(open_rgb(str(path)))
+    assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8
+    if mode in ("RGBA", "LA", "I;16"):  # lossless for the grey picture
+        np.testing.assert_array_equal(pixels[..., 0], grey)

@@ -58,6 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cdml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as stop:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(stop, SIGTERMException):
+            raise
+        # Lightning stops at the next batch on SIGTERM; its SystemExit would exit with 0.
+        print(
+            f"cdml {args.command}: stopped by SIGTERM; the epochs finished before it are kept "
+            "(cdml train --out RUN --resume continues)",
+            file=sys.stderr,
+        )
+        return 143
     except Exception as error:  # a library's error on input cdml did not check, or a bug
         if os.environ.get("CDML_DEBUG"):
             raise

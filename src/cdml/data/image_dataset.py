@@ -18,13 +18,28 @@ _LISTED = 5
 
 
 def open_rgb(path: str) -> Image.Image:
-    """Open and fully decode an image file as RGB, raising ``OSError`` naming ``path``."""
+    """Open and fully decode an image file as RGB, raising ``OSError`` naming ``path``.
+
+    Palette, CMYK, alpha and 1-bit images are converted as PIL does; 16-bit grey images are
+    scaled to 8 bits (PIL's own conversion clips them to white), 32-bit integer and float
+    ones too when their values exceed 255."""
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+                return _eight_bit(image).convert("RGB")
             return image.convert("RGB")  # decodes now, so truncation surfaces here
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         # A decompression bomb (more pixels than PIL's limit) is refused like a bad file.
         raise OSError(f"cannot read image {path}: {err}") from err
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        values = values / 257  # 0..65535 -> 0..255
+    elif values.size and values.max() > 255:
+        values = values * (255 / values.max())
+    return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
 
 
 class ImageListDataset(LabelledDataset):
