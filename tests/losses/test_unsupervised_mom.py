@@ -204,3 +204,21 @@ def test_mom_triplet_loss_validation():
     with pytest.raises(ValueError, match="same"):
         MOMTripletLoss()(a[0], a[0], a[0])
     assert MOMTripletLoss().margin == 0.5
+
+
+def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch):
+    from cdml.losses import mom
+
+    monkeypatch.setattr(mom, "REPORT_SECONDS", 0.0)
+    points = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    objective = mom.MOMObjective(k=10, graph_k=5, chunk=100)
+    lines = []
+    pairing = objective.pairing(lambda: points, report=lines.append)
+    assert len(pairing.positives) == 300
+    assert any("mined 100 of 300 images, about" in line for line in lines)
+    assert lines[-1].startswith("MOM: mined in")
+    calls = iter([False, True])
+    with pytest.raises(InterruptedError, match="stopped"):
+        mom.MOMObjective(k=10, graph_k=5, chunk=100).pairing(
+            lambda: points, report=lines.append, stop=lambda: next(calls)
+        )

@@ -153,3 +153,19 @@ def test_a_collapsed_clustering_is_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warning.on_train_epoch_end(trainer, None)
+
+
+def test_a_sigterm_during_repairing_stops_the_run_as_lightning_does():
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from cdml.losses._schedules import Repairing
+
+    class Mining:
+        def pairing(self, features, report, stop):
+            assert stop()  # the trainer received SIGTERM
+            raise InterruptedError("stopped")
+
+    data = SimpleNamespace(pairing_dataloader=lambda: [], sampler=None)
+    trainer = SimpleNamespace(datamodule=data, received_sigterm=True)
+    with pytest.raises(SIGTERMException):
+        Repairing(Mining()).on_train_epoch_start(trainer, SimpleNamespace(print=print))

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor, nn
 
 from cdml.distributed import gather_shards
@@ -45,19 +46,26 @@ class WarmUp(Callback):
 
 
 class Repairing(Callback):
-    """Before every epoch, ``method.pairing(features, report)`` chooses the training images'
-    partners (CBSwR's neighbour pairs, MOM's mined tuples) from their current backbone
-    features ``(n, D)``, computed on demand over the data module's ``pairing_dataloader()``
-    (sharded under DDP); the views sampler draws the epoch's batches from it."""
+    """Before every epoch, ``method.pairing(features, report, stop)`` chooses the training
+    images' partners (CBSwR's neighbour pairs, MOM's mined tuples) from their current
+    backbone features ``(n, D)``, computed on demand over the data module's
+    ``pairing_dataloader()`` (sharded under DDP); the views sampler draws the epoch's batches
+    from it. ``stop()`` says whether a SIGTERM arrived: a method that stops on it raises
+    ``InterruptedError``, and the run stops as Lightning stops on SIGTERM."""
 
     def __init__(self, method: nn.Module) -> None:
         self.method = method
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         data = trainer.datamodule
-        pairing = self.method.pairing(
-            _features(pl_module, data.pairing_dataloader), report=pl_module.print
-        )
+        try:
+            pairing = self.method.pairing(
+                _features(pl_module, data.pairing_dataloader),
+                report=pl_module.print,
+                stop=lambda: trainer.received_sigterm,
+            )
+        except InterruptedError:
+            raise SIGTERMException from None
         data.sampler.set_pairing(pairing)
 
 

@@ -134,11 +134,14 @@ class CBSwRObjective(ViewsMethod):
         return [*schedule, Repairing(self)] if self.neighbour_pairs else schedule
 
     def pairing(
-        self, features: Callable[[], Tensor], report: Callable[[str], None] = print
+        self,
+        features: Callable[[], Tensor],
+        report: Callable[[str], None] = print,
+        stop: Callable[[], bool] = lambda: False,
     ) -> NeighbourPairing:
         """The neighbour pairing of the coming epoch, from the training images' current
         backbone features ``(n, D)`` (computed by ``features()``). It takes seconds, so
-        ``report`` (a progress-message sink) is not used."""
+        ``report`` (a progress-message sink) and ``stop`` are not used."""
         return NeighbourPairing(_nearest_other(features()))
 
 

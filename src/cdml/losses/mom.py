@@ -23,6 +23,8 @@ from ._method import ViewsMethod
 from ._registry import register_method
 from ._schedules import Repairing
 
+REPORT_SECONDS = 30.0  # between the mining's progress lines
+
 
 def manifold_tuples(
     features: Tensor,
@@ -32,6 +34,7 @@ def manifold_tuples(
     power: float = 3.0,
     iterations: int = 20,
     chunk: int = 512,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Hard positives and negatives of every point, from Euclidean and manifold neighbours.
 
@@ -46,6 +49,9 @@ def manifold_tuples(
         negatives(i) = E_i \\ M_i    (close in the embedding, another manifold)
 
     in rank order. Defaults follow the paper (``alpha`` 0.99, cubed affinities).
+
+    ``progress(done, total)``, if given, is called after each chunk of queries (it may raise
+    to stop the mining).
 
     Returns ``(positives, negatives)``: ``(N, k)`` int64 tensors padded with ``-1``.
     Shapes: ``features (N, D)`` with ``N > k, graph_k``.
@@ -99,6 +105,8 @@ def manifold_tuples(
         ranks = _diffusion(s, alpha, rhs, iterations)
         ranks[queries, torch.arange(len(queries))] = -math.inf
         manifold[queries] = ranks.T.topk(k, dim=1).indices
+        if progress is not None:
+            progress(int(queries[-1]) + 1, n)
     positives = _ordered_difference(manifold, euclidean)
     negatives = _ordered_difference(euclidean, manifold)
     return positives, negatives
@@ -194,16 +202,32 @@ class MOMObjective(ViewsMethod):
         return [Repairing(self)]
 
     def pairing(
-        self, features: Callable[[], Tensor], report: Callable[[str], None] = print
+        self,
+        features: Callable[[], Tensor],
+        report: Callable[[str], None] = print,
+        stop: Callable[[], bool] = lambda: False,
     ) -> TuplePairing:
         """Mine the tuples on the first call, from the pretrained features ``features()``
         ``(n, D)``; reuse them after (the features are not computed again). Mining takes
-        minutes for tens of thousands of images: its start and duration go to ``report``."""
+        minutes for tens of thousands of images: its start, its progress with an estimate of
+        the time left (every ``REPORT_SECONDS``) and its duration go to ``report``; when
+        ``stop()`` turns true (a SIGTERM) it stops with ``InterruptedError``."""
         if not self.tuples:
             points = features()
             report(f"MOM: mining tuples of {len(points):,} images (kNN graph, diffusion)")
             start = time.perf_counter()
-            positives, negatives = manifold_tuples(points, **self.mining)
+            last = [start]
+
+            def progress(done: int, total: int) -> None:
+                if stop():
+                    raise InterruptedError("MOM's mining was stopped (SIGTERM)")
+                now = time.perf_counter()
+                if now - last[0] >= REPORT_SECONDS and done < total:
+                    left = (now - start) / done * (total - done)
+                    report(f"MOM: mined {done:,} of {total:,} images, about {left:.0f} s left")
+                    last[0] = now
+
+            positives, negatives = manifold_tuples(points, progress=progress, **self.mining)
             report(f"MOM: mined in {time.perf_counter() - start:.0f} s")
             self.tuples = {"positives": positives.cpu(), "negatives": negatives.cpu()}
         return TuplePairing(self.tuples["positives"].numpy(), self.tuples["negatives"].numpy())
