@@ -262,3 +262,15 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
     (out / ".lock").write_text(f"{socket.gethostname()} {gone.pid}\n")  # left by a crash
     assert train(out, "--epochs", "1", "--no-baseline") == 0
     assert not (out / ".lock").exists()  # released at the end of the run
+
+
+def test_saturated_validation_does_not_choose_the_checkpoint(tmp_path, monkeypatch, capsys):
+    from cdml.training import module
+
+    perfect = {"recall@1": 1.0, "recall@2": 1.0, "nmi": 0.9, "map@r": 1.0}
+    monkeypatch.setattr(module, "evaluate", lambda *args, **kwargs: dict(perfect))
+    out = tmp_path / "run"
+    assert train(out, "--epochs", "1", "--no-baseline") == 0
+    assert "already perfect on the validation classes" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoint"] == "checkpoints/last.ckpt" and "best_epoch" not in metrics

@@ -269,7 +269,11 @@ def _train(
             write_json(untrained_file, untrained)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
-    selected = checkpoints / (BEST_CHECKPOINT if has_val else LAST_CHECKPOINT)
+    untrained = _read_untrained(untrained_file)
+    # Validation on which the untrained model is already perfect cannot rank the epochs.
+    saturated = has_val and saturated_validation(untrained.get("val", {}))
+    selects = has_val and not saturated
+    selected = checkpoints / (BEST_CHECKPOINT if selects else LAST_CHECKPOINT)
     results: dict[str, Any] = {}
     if has_test:
         trainer.test(module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False)
@@ -279,17 +283,19 @@ def _train(
             module, datamodule=data, ckpt_path=selected, weights_only=True, verbose=False
         )
         results["val"] = dict(module.last_eval_metrics)
-    if untrained_file.is_file():
-        untrained = json.loads(untrained_file.read_text())
-        if "recall@1" in untrained:  # written before validation was recorded: test only
-            untrained = {"test": untrained}
-        if "test" in untrained:
-            results["untrained"] = untrained["test"]
-        if "val" in untrained:
-            results["untrained_val"] = untrained["val"]
+    if "test" in untrained:
+        results["untrained"] = untrained["test"]
+    if "val" in untrained:
+        results["untrained_val"] = untrained["val"]
     results["epochs"] = trainer.current_epoch
     results["checkpoint"] = os.path.relpath(selected, out)
-    if has_val:
+    if saturated and is_zero:
+        console.print(
+            "[bold]The untrained model is already perfect on the validation classes[/] "
+            "(Recall@1 and MAP@R 100 %): they cannot rank the epochs, so the last epoch is "
+            f"kept ({selected}); hold out more or harder classes (data.val_fraction)"
+        )
+    if selects:
         results["best_epoch"] = best_checkpoint.best_epoch
         if best_checkpoint.best_epoch == UNTRAINED_EPOCH and is_zero:
             console.print(
@@ -300,6 +306,21 @@ def _train(
     if trainer.is_global_zero:
         write_json(out / "metrics.json", results)
     return results
+
+
+def saturated_validation(metrics: dict[str, float]) -> bool:
+    """Whether validation ``metrics`` leave no room to improve: Recall@1 and MAP@R of 1."""
+    return all(metrics.get(name, 0.0) >= 1 - 1e-9 for name in ("recall@1", "map@r"))
+
+
+def _read_untrained(path: Path) -> dict[str, Any]:
+    """The untrained model's metrics of a run (``{"val": ..., "test": ...}``), if recorded."""
+    if not path.is_file():
+        return {}
+    untrained = json.loads(path.read_text())
+    if "recall@1" in untrained:  # written before validation was recorded: test only
+        untrained = {"test": untrained}
+    return untrained
 
 
 def _test(
