@@ -48,15 +48,22 @@ def register_method(name: str) -> Callable[[M], M]:
 def method_class(name: str) -> type[Method]:
     """The class of method ``name``: a registered name, or ``package.module:ClassName`` (a
     :class:`Method` subclass, or any ``nn.Module`` loss, trained as :class:`ExternalLoss`)."""
+    cls, _ = _resolve(name)
+    return cls
+
+
+def _resolve(name: str) -> tuple[type[Method], type[nn.Module]]:
+    """The method class of ``name`` and the class its constructor arguments are for (the
+    imported loss, for :class:`ExternalLoss`)."""
     if name in METHODS:
-        return METHODS[name]
+        return METHODS[name], METHODS[name]
     if ":" not in name:
         raise ValueError(
             f"unknown loss {name!r}; valid names: {', '.join(METHODS)}, or "
             "package.module:ClassName for a loss of your own"
         )
     target = import_loss(name)
-    return target if issubclass(target, Method) else ExternalLoss
+    return (target, target) if issubclass(target, Method) else (ExternalLoss, target)
 
 
 def import_loss(name: str) -> type[nn.Module]:
@@ -82,8 +89,7 @@ def create_method(name: str, run: RunInfo | None = None, **params: Any) -> Metho
     constructor takes them. Bad arguments raise ``ValueError`` naming the method.
     """
     run = run or RunInfo()
-    cls = method_class(name)
-    target: type[nn.Module] = import_loss(name) if cls is ExternalLoss else cls
+    cls, target = _resolve(name)
     if cls is ExternalLoss:
         accepted = inspect.signature(target).parameters
         needs = [f.name for f in fields(RunInfo) if f.name in accepted and f.name != "model"]
