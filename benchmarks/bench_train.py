@@ -22,10 +22,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cdml.data import ClassBalancedBatchSampler
+from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.losses import RunInfo, create_method
 from cdml.models import EmbeddingModel
 from cdml.training.config import OptimConfig
-from cdml.training.datamodule import _SeededAugmentation, _SeededBatches
 from cdml.training.module import MetricLearningModule
 
 
@@ -65,7 +65,7 @@ def cdml_images_per_second(args, dataset: RandomImages) -> float:
     run = RunInfo(embedding_size=args.embedding_size, num_classes=32)
     module = MetricLearningModule(model, create_method(args.loss, run), OptimConfig(name="rmsprop"))
     sampler = ClassBalancedBatchSampler(dataset.labels, args.batch_size, args.batch_size // 4)
-    loader = DataLoader(_SeededAugmentation(dataset), batch_sampler=_SeededBatches(sampler, 0))
+    loader = DataLoader(SeededItems(dataset), batch_sampler=SeededBatches(sampler, 0))
     timer = StepTimer(args.warmup)
     trainer = L.Trainer(
         max_steps=args.warmup + args.steps,

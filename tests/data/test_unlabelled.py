@@ -18,9 +18,9 @@ def test_batches_cover_a_permutation_and_replay_per_epoch():
     sampler.set_epoch(2)
     first = list(sampler)
     assert len(first) == len(sampler) == 10
-    indices = [index for batch in first for _, index, _ in batch]
+    indices = [index for batch in first for index, _ in batch]
     assert len(set(indices)) == 100 and all(0 <= i < 103 for i in indices)
-    assert all(partner == index for batch in first for _, index, partner in batch)
+    assert all(partner == index for batch in first for index, partner in batch)
     assert list(sampler) == first
     sampler.set_epoch(3)
     assert list(sampler) != first
@@ -30,7 +30,7 @@ def test_neighbour_pairing_draws_the_neighbour_about_half_the_time():
     sampler = UnlabelledBatchSampler(1000, batch_size=100, seed=0)
     neighbours = (np.arange(1000) + 1) % 1000
     sampler.set_pairing(NeighbourPairing(neighbours))
-    pairs = [(index, partner) for batch in sampler for _, index, partner in batch]
+    pairs = [(index, partner) for batch in sampler for index, partner in batch]
     assert all(partner in (index, neighbours[index]) for index, partner in pairs)
     assert 0.4 < np.mean([partner == neighbours[index] for index, partner in pairs]) < 0.6
     with pytest.raises(ValueError, match="prob"):
@@ -49,6 +49,21 @@ def test_tuple_pairing_draws_from_the_candidates_with_fallbacks():
         assert b_pos == 1 and b_neg in (2, 3)  # no positive: itself
         assert c_pos == 0 and c_neg != 2  # no negative: another image
         assert d_pos == 2 and d_neg in (0, 1)
+
+
+def test_an_epoch_draws_its_images_from_the_pool():
+    sampler = UnlabelledBatchSampler(100, batch_size=8, seed=0, images_per_epoch=20)
+    assert len(sampler) == 2
+    anchors = np.arange(50, 75)
+    sampler.set_pairing(TuplePairing(-np.ones((100, 1)), -np.ones((100, 1)), images=anchors))
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        drawn = [key[0] for batch in sampler for key in batch]
+        assert len(drawn) == len(set(drawn)) == 16 and set(drawn) <= set(anchors)
+    with pytest.raises(ValueError, match="smaller than an epoch"):
+        sampler.set_pairing(TuplePairing(-np.ones((100, 1)), -np.ones((100, 1)), np.arange(10)))
+    with pytest.raises(ValueError, match="images_per_epoch must lie in"):
+        UnlabelledBatchSampler(10, batch_size=2, images_per_epoch=11)
 
 
 def test_distributed_shares_make_up_the_global_batch():
@@ -84,11 +99,11 @@ class Noisy(torch.utils.data.Dataset):
 
 def test_views_are_seeded_and_differ():
     views = Views(Noisy())
-    (a1, a2), index = views[(7, 1, 1)]
-    (b1, b2), _ = views[(7, 1, 1)]
+    (a1, a2), index = views[((1, 1), 7)]
+    (b1, b2), _ = views[((1, 1), 7)]
     assert index == 1
     assert torch.equal(a1, b1) and torch.equal(a2, b2) and not torch.equal(a1, a2)
-    (_, positive, negative), _ = views[(7, 1, 3, 2)]
+    (_, positive, negative), _ = views[((1, 3, 2), 7)]
     assert positive.floor().tolist() == [3.0, 3.0] and negative.floor().tolist() == [2.0, 2.0]
 
 

@@ -21,11 +21,13 @@ class FacilityResult:
     clustering_score: float
 
 
-def clustering_score(labels, assignment, margin_type: str, nmi_average: str) -> float:
+def clustering_score(
+    labels, assignment, margin_type: str, nmi_average: str, ami_average: str = "arithmetic"
+) -> float:
     if margin_type == "nmi":
         score = metrics.normalized_mutual_info_score(labels, assignment, average_method=nmi_average)
     elif margin_type == "ami":
-        score = metrics.adjusted_mutual_info_score(labels, assignment)
+        score = metrics.adjusted_mutual_info_score(labels, assignment, average_method=ami_average)
     elif margin_type == "ari":
         score = metrics.adjusted_rand_score(labels, assignment)
     else:
@@ -57,6 +59,7 @@ def facility_location_reference(
     pam_iters: int = 5,
     margin_type: str = "nmi",
     nmi_average: str = "geometric",
+    ami_average: str = "arithmetic",
 ) -> FacilityResult:
     x = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
@@ -73,7 +76,9 @@ def facility_location_reference(
         return min(index for index, value in values.items() if value >= top - tie)
 
     def augmented(medoids):
-        delta = 1 - clustering_score(labels, assignment(dist, medoids), margin_type, nmi_average)
+        delta = 1 - clustering_score(
+            labels, assignment(dist, medoids), margin_type, nmi_average, ami_average
+        )
         return facility_score(dist, medoids) + gamma * delta
 
     medoids: list[int] = []
@@ -93,7 +98,7 @@ def facility_location_reference(
                 swapped = list(medoids)
                 swapped[k] = m
                 delta = 1 - clustering_score(
-                    labels, assignment(dist, swapped), margin_type, nmi_average
+                    labels, assignment(dist, swapped), margin_type, nmi_average, ami_average
                 )
                 values[m] = -sum(dist[i, m] for i in members) + gamma * delta
             medoids[k] = first_best(values)
@@ -103,7 +108,9 @@ def facility_location_reference(
         members = [i for i in range(n) if labels[i] == c]
         oracle += max(-sum(dist[i, m] for i in members) for m in members)
 
-    score = clustering_score(labels, assignment(dist, medoids), margin_type, nmi_average)
+    score = clustering_score(
+        labels, assignment(dist, medoids), margin_type, nmi_average, ami_average
+    )
     predicted = facility_score(dist, medoids)
     loss = max(0.0, predicted + gamma * (1 - score) - oracle)
     return FacilityResult(loss, medoids, predicted, oracle, score)

@@ -46,6 +46,15 @@ def test_equals_literal_reference(margin_type, pam_iters, n, n_classes, margin_m
     )
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("average", ["max", "geometric"])
+def test_ami_margin_takes_its_normalisation(average, seed):
+    embeddings, labels = _batch(48, 4, seed)
+    _check_against_reference(
+        embeddings, labels, margin_multiplier=8.0, margin_type="ami", ami_average=average
+    )
+
+
 @pytest.mark.parametrize("margin_type", KINDS)
 def test_equals_literal_reference_at_64(margin_type):
     embeddings, labels = _batch(64, 16, 3)
@@ -201,6 +210,7 @@ def test_gradcheck():
         ({"pam_iters": 1.5}, "pam_iters"),
         ({"margin_type": "f1"}, "margin_type"),
         ({"nmi_average": "median"}, "nmi_average"),
+        ({"ami_average": "median"}, "ami_average"),
     ],
 )
 def test_bad_hyperparameters_raise(kwargs, message):

@@ -57,7 +57,8 @@ def clustered_features(n, d, seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_manifold_tuples_equal_the_dense_literal_construction(seed):
     features = clustered_features(90, 6, seed)
-    positives, negatives = manifold_tuples(features, k=8, graph_k=5, iterations=200)
+    anchors, positives, negatives = manifold_tuples(features, k=8, graph_k=5, iterations=200)
+    assert torch.equal(anchors, torch.arange(90))
     expected_positives, expected_negatives = tuples_literal(features, k=8, graph_k=5)
     assert positives.dtype == negatives.dtype == torch.int64
     np.testing.assert_array_equal(positives.numpy(), expected_positives)
@@ -82,7 +83,7 @@ def concentric_rings(per_ring, seed, radii=(1.0, 1.2), height=3.0, noise=0.005):
 def test_positives_lie_on_the_same_ring_beyond_the_euclidean_neighbours(seed):
     features, ring = concentric_rings(300, seed)
     k = 30
-    positives, negatives = manifold_tuples(features, k=k, graph_k=6)
+    _, positives, negatives = manifold_tuples(features, k=k, graph_k=6)
     assert positives.shape == negatives.shape == (600, k)
     has_positive = (positives >= 0).any(1)
     assert has_positive.all()
@@ -122,7 +123,7 @@ def test_manifold_tuples_memory_stays_below_one_dense_matrix():
         manifold_tuples(torch.randn(300, 32), k=10, graph_k=10, chunk=64)  # warm-up
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         features = torch.randn(5000, 32, generator=torch.Generator().manual_seed(0))
-        positives, _ = manifold_tuples(features, k=10, graph_k=10, iterations=3, chunk=64)
+        _, positives, _ = manifold_tuples(features, k=10, graph_k=10, iterations=3, chunk=64)
         assert positives.shape == (5000, 10)
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
         """
@@ -142,11 +143,36 @@ def test_manifold_tuples_memory_stays_below_one_dense_matrix():
         (torch.randn(40, 3), {"k": 5, "graph_k": 40}, "graph_k"),
         (torch.randn(40, 3), {"k": 5, "graph_k": 5, "alpha": 1.0}, "alpha"),
         (torch.randn(40, 3), {"k": 5, "graph_k": 5, "alpha": 0.0}, "alpha"),
+        (torch.randn(40, 3), {"k": 5, "graph_k": 5, "max_anchors": 0}, "max_anchors"),
     ],
 )
 def test_manifold_tuples_reject_bad_arguments(features, kwargs, message):
     with pytest.raises(ValueError, match=message):
         manifold_tuples(features, **kwargs)
+
+
+def test_bounded_anchors_are_the_graph_modes_and_keep_their_tuples():
+    features = clustered_features(200, 6, 0)
+    every, positives, negatives = manifold_tuples(features, k=8, graph_k=5, iterations=200)
+    anchors, some_positives, some_negatives = manifold_tuples(
+        features, k=8, graph_k=5, iterations=200, max_anchors=30
+    )
+    assert len(anchors) == 30 and torch.equal(anchors, anchors.unique())
+    # An anchor's tuples do not depend on which other points are anchors.
+    assert torch.equal(some_positives, positives[anchors])
+    assert torch.equal(some_negatives, negatives[anchors])
+    # The modes of the degree (the random walk's stationary distribution) come first.
+    points = F.normalize(features.double(), dim=1).numpy()
+    graph = [neighbours_literal(points, i, 5) for i in range(200)]
+    w = np.zeros((200, 200))
+    for i in range(200):
+        for j in graph[i]:
+            w[i, j] = max(0.0, float(points[i] @ points[j])) ** 3
+    degree = ((w + w.T) / 2).sum(1)
+    modes = [i for i in range(200) if degree[i] > max(degree[j] for j in graph[i])]
+    ranked = sorted(modes, key=lambda i: -degree[i])
+    expected = ranked[:30] if len(ranked) >= 30 else ranked
+    assert set(expected) <= set(anchors.tolist())
 
 
 def triplet_literal(anchors, positives, negatives, margin):
@@ -206,6 +232,30 @@ def test_mom_triplet_loss_validation():
     assert MOMTripletLoss().margin == 0.5
 
 
+def test_an_epoch_goes_over_the_bounded_anchors_and_resumes_from_old_checkpoints():
+    from cdml.losses import mom
+
+    points = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    objective = mom.MOMObjective(k=10, graph_k=5, max_anchors=40)
+    assert objective.images_per_epoch(300) == 40 and objective.images_per_epoch(30) == 30
+    pairing = objective.pairing(lambda: points, report=lambda line: None)
+    assert len(pairing.images) == 40 and len(pairing.positives) == 300
+    rows = np.setdiff1d(np.arange(300), pairing.images)
+    assert (pairing.positives[rows] == -1).all()  # only anchors have tuples
+    restored = mom.MOMObjective(k=10, graph_k=5, max_anchors=40)
+    restored.set_extra_state(objective.get_extra_state())
+    again = restored.pairing(lambda: pytest.fail("mined twice"))
+    np.testing.assert_array_equal(again.images, pairing.images)
+    np.testing.assert_array_equal(again.negatives, pairing.negatives)
+    # Tuples saved when every image was an anchor.
+    old = mom.MOMObjective(k=10, graph_k=5)
+    old.set_extra_state({"positives": torch.zeros(300, 10, dtype=torch.long),
+                         "negatives": torch.ones(300, 10, dtype=torch.long)})  # fmt: skip
+    assert old.pairing(lambda: points).images is None
+    with pytest.raises(ValueError, match="max_anchors"):
+        mom.MOMObjective(max_anchors=0)
+
+
 def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch):
     from cdml.losses import mom
 
@@ -215,8 +265,8 @@ def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch):
     lines = []
     pairing = objective.pairing(lambda: points, report=lines.append)
     assert len(pairing.positives) == 300
-    assert any("mined 100 of 300 images, about" in line for line in lines)
-    assert lines[-1].startswith("MOM: mined in")
+    assert any("mined 100 of 300 anchors, about" in line for line in lines)
+    assert lines[-1].startswith("MOM: mined 300 anchors in")
     calls = iter([False, True])
     with pytest.raises(InterruptedError, match="stopped"):
         mom.MOMObjective(k=10, graph_k=5, chunk=100).pairing(

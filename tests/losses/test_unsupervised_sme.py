@@ -83,8 +83,36 @@ def test_sme_is_symmetric_in_views_and_images():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_sme_gradients_match_finite_differences(seed):
+    # Finite differences move both sides of every product: the undetached form.
     f = unit_rows(6, 3, seed).requires_grad_()
-    assert torch.autograd.gradcheck(InstanceSoftmaxLoss(0.5), (f,))
+    assert torch.autograd.gradcheck(InstanceSoftmaxLoss(0.5, detach_keys=False), (f,))
+
+
+def batch_criterion_reference(x, t):
+    """The authors' batch criterion, step by step: the positive and the key side of every
+    product are constants (``.data`` in their code), the query rows carry the gradient."""
+    b = len(x)
+    reordered = torch.cat([x[b // 2 :], x[: b // 2]])
+    positive = ((x * reordered.detach()).sum(1) / t).exp()
+    all_products = (x @ x.t().detach() / t).exp() * (1 - torch.eye(b, dtype=x.dtype))
+    all_div = all_products.sum(1)
+    p_positive = positive / all_div
+    log_negative = (1 - all_products / all_div[:, None]).log().sum(1)
+    log_negative = log_negative - (1 - p_positive).log()  # the positive is no negative
+    return -(p_positive.log().sum() + log_negative.sum()) / b
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sme_gradient_equals_the_authors_detached_form(seed):
+    f = unit_rows(10, 6, seed).requires_grad_()
+    reference = batch_criterion_reference(f, 0.1)
+    (expected,) = torch.autograd.grad(reference, f)
+    value = InstanceSoftmaxLoss(0.1)(f)
+    (gradient,) = torch.autograd.grad(value, f)
+    torch.testing.assert_close(value, reference)
+    torch.testing.assert_close(gradient, expected)
+    (both_sides,) = torch.autograd.grad(InstanceSoftmaxLoss(0.1, detach_keys=False)(f), f)
+    assert not torch.allclose(both_sides, expected, atol=1e-3)
 
 
 def test_sme_under_autocast_returns_float32():

@@ -56,6 +56,23 @@ def test_released_settings_of_seed_001():
     }
     assert config.model.embedding_size == 128 and config.data.batch_size == 64
     assert (config.optim.name, config.optim.backbone_lr, config.trainer.epochs) == ("sgd", 1e-3, 30)
+    # The released code: plain SGD, a constant learning rate.
+    assert config.optim.momentum == 0 and config.optim.lr_milestones == []
+
+
+@pytest.mark.parametrize("dataset", ["cub200", "cars196", "sop"])
+def test_group_loss_schedule_divides_the_rate_once_as_released(dataset):
+    # Released: lr / 10 at epoch 31 and lr / 10 (the same value) at 51, after 10 warm-up
+    # epochs; the rate ends at a tenth, not a hundredth.
+    config = load_config(Path(__file__).parents[2] / "configs" / f"group_{dataset}.yaml")
+    optim = config.optim
+    rates = [
+        optim.backbone_lr * optim.lr_gamma ** sum(epoch >= m for m in optim.lr_milestones)
+        for epoch in range(config.trainer.epochs)
+    ]
+    assert config.loss.params["warmup_epochs"] == 10
+    assert rates[40] == optim.backbone_lr
+    assert rates[41] == rates[-1] == pytest.approx(optim.backbone_lr / 10)
 
 
 def test_method_dependent_defaults():

@@ -91,3 +91,16 @@ def test_train_with_no_batch_flags(tmp_path, capsys):
 def test_a_validation_split_of_one_class_is_refused():
     with pytest.raises(ValueError, match=r"val_fraction 0.2 holds out 1 of the 5 training"):
         data_of("digits", "triplet", **{"data.val_fraction": 0.2})
+
+
+@pytest.mark.parametrize("loss", ["facility", "sme"])
+def test_lightning_gives_every_training_loader_a_new_epoch(loss):
+    # The views batches once replayed epoch 0: Lightning's set_epoch did not reach them.
+    from lightning.fabric.utilities.data import _set_sampler_epoch  # what the fit loop calls
+
+    loader = data_of("digits", loss).train_dataloader()
+    epochs = []
+    for epoch in (0, 1, 0):
+        _set_sampler_epoch(loader, epoch)
+        epochs.append(next(iter(loader.batch_sampler)))
+    assert epochs[0] == epochs[2] and epochs[0] != epochs[1]

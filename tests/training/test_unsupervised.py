@@ -78,17 +78,19 @@ def test_baselines_train_and_resume(loss, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--dataset", "digits", "--loss", loss, *TINY, "--no-baseline"]
     assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
-    mined = capsys.readouterr().out.count("MOM: mined in")
+    mined = capsys.readouterr().out.count("anchors in")
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     # MOM mines (and says so) once; the resumed run reuses its tuples
-    assert (mined, capsys.readouterr().out.count("MOM: mined in")) == (
+    assert (mined, capsys.readouterr().out.count("anchors in")) == (
         (1, 0) if loss == "mom" else (0, 0)
     )
     if loss == "mom":  # the mined tuples travel in the checkpoint
         state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         train_images = len(load_dataset("digits", None, "train"))
-        assert state["method._extra_state"]["positives"].shape[0] == train_images
+        tuples = state["method._extra_state"]
+        assert tuples["images"] == train_images  # fewer than 8192: all are anchors
+        assert tuples["positives"].shape[0] == len(tuples["anchors"]) == train_images
 
 
 def test_training_never_reads_the_training_labels(digit_images, tmp_path):
@@ -169,3 +171,11 @@ def test_a_sigterm_during_repairing_stops_the_run_as_lightning_does():
     trainer = SimpleNamespace(datamodule=data, received_sigterm=True)
     with pytest.raises(SIGTERMException):
         Repairing(Mining()).on_train_epoch_start(trainer, SimpleNamespace(print=print))
+
+
+def test_neighbour_pairs_follow_cosine_similarity_as_the_released_code():
+    from cdml.losses.cbswr import _nearest_other
+
+    # Row 0's nearest by Euclidean distance is row 2, by cosine similarity row 1.
+    features = torch.tensor([[1.0, 0.0], [5.0, 0.3], [0.7, 0.7]])
+    assert _nearest_other(features).tolist() == [1, 0, 1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -57,12 +56,3 @@ def build_transforms(
             v2.Normalize(mean=list(mean), std=list(std)),
         ]
     )
-
-
-def seeded_item(dataset: Any, index: int, seed: int) -> Any:
-    """``dataset[index]`` with the global torch generator seeded by ``seed`` for its random
-    transform (and restored afterwards): the same ``(index, seed)`` gives the same item in any
-    process, which makes augmented batches reproducible and resumable."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return dataset[index]

@@ -6,24 +6,37 @@ Labels are never read here: :class:`Views` returns images and dataset indices on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from cdml.data.transforms import seeded_item
-
-# indices (n,) of a batch's images, random generator -> (n, m) indices of their partners
-Pairing = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+from cdml.data.seeding import seeded_item
 
 
-def same_image(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+class Pairing:
+    """Chooses the partners of a batch's images: ``pairing(indices (n,), rng)`` -> ``(n, m)``
+    indices of their partners. :attr:`images` is the pool an epoch draws its images from
+    (``None``: every image)."""
+
+    images: np.ndarray | None = None
+
+    def __call__(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SameImage(Pairing):
     """Each image's partner is itself: its second view is another augmentation of it."""
-    return indices[:, None]
+
+    def __call__(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return indices[:, None]
 
 
-class NeighbourPairing:
+same_image = SameImage()
+
+
+class NeighbourPairing(Pairing):
     """Partner = the image itself, or with probability ``prob`` its nearest neighbour (seed
     001's released pairing).
 
@@ -43,20 +56,24 @@ class NeighbourPairing:
         return np.where(swap, self.neighbours[indices], indices)[:, None]
 
 
-class TuplePairing:
+class TuplePairing(Pairing):
     """Partners ``(positive, negative)``, drawn uniformly from each image's candidates.
 
     Args:
         positives: ``(n, p)`` candidate positives of every image, ``-1`` for none.
         negatives: ``(n, q)`` candidate negatives, ``-1`` for none.
+        images: the anchors, the images an epoch draws (default every image).
 
     An image without a positive candidate is its own positive (another augmentation of it);
     without a negative candidate, a random other image.
     """
 
-    def __init__(self, positives: np.ndarray, negatives: np.ndarray) -> None:
+    def __init__(
+        self, positives: np.ndarray, negatives: np.ndarray, images: np.ndarray | None = None
+    ) -> None:
         self.positives = np.asarray(positives, dtype=np.int64)
         self.negatives = np.asarray(negatives, dtype=np.int64)
+        self.images = None if images is None else np.asarray(images, dtype=np.int64)
 
     def __call__(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(self.positives)
@@ -75,55 +92,73 @@ def _pick(candidates: np.ndarray, rng: np.random.Generator, fallback: np.ndarray
 
 
 class UnlabelledBatchSampler(Sampler[list[tuple[int, ...]]]):
-    """Shuffled batches of keys ``(seed, index, *partners)`` for :class:`Views`.
+    """Shuffled batches of keys ``(index, *partners)`` for :class:`Views` (wrapped in
+    :class:`cdml.data.seeding.SeededBatches`, which gives each its augmentation seed).
 
-    Every epoch is a fresh permutation of the ``length`` images cut into ``batch_size``
-    batches (the last, incomplete one dropped); each image gets its partners from the
-    pairing (default :func:`same_image`; :meth:`set_pairing` changes it, e.g. each epoch) and
-    a seed for its views' augmentations. Everything depends only on ``(seed, epoch)`` and the
-    pairing: call ``set_epoch`` before each epoch; the same epoch replays the same batches, so
-    resuming is exact. Under DDP, :class:`cdml.distributed.RankShare` gives each rank its
-    share of every batch.
+    Every epoch draws ``images_per_epoch`` images (default all ``length``) in random order
+    from the pairing's pool (:attr:`Pairing.images`, e.g. MOM's anchors; default all) and
+    cuts them into ``batch_size`` batches (the last, incomplete one dropped); each image gets
+    its partners from the pairing (default :data:`same_image`). Everything depends only on
+    ``(seed, epoch)`` and the pairing: call ``set_epoch`` before each epoch; the same epoch
+    replays the same batches, so resuming is exact. Under DDP,
+    :class:`cdml.distributed.RankShare` gives each rank its share of every batch.
 
     Args:
         length: number of images.
         batch_size: images per batch.
-        seed: seed of the permutations, pairings and augmentations.
+        seed: seed of the orders and pairings.
+        images_per_epoch: images drawn per epoch, at most ``length`` (default all).
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int = 0) -> None:
-        if batch_size < 1 or length < batch_size:
+    def __init__(
+        self, length: int, batch_size: int, seed: int = 0, images_per_epoch: int | None = None
+    ) -> None:
+        images_per_epoch = length if images_per_epoch is None else images_per_epoch
+        if not 1 <= images_per_epoch <= length:
             raise ValueError(
-                f"batch_size must lie in 1..{length} (the number of images), got {batch_size}"
+                f"images_per_epoch must lie in 1..{length} (the number of images), got "
+                f"{images_per_epoch}"
+            )
+        if not 1 <= batch_size <= images_per_epoch:
+            raise ValueError(
+                f"batch_size must lie in 1..{images_per_epoch} (the images of an epoch), got "
+                f"{batch_size}"
             )
         self.length = length
         self.batch_size = batch_size
         self.seed = seed
+        self.images_per_epoch = images_per_epoch
         self.epoch = 0
         self.pairing: Pairing = same_image
+        self.pool = np.arange(length)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def set_pairing(self, pairing: Pairing) -> None:
-        self.pairing = pairing
+        """Partners from ``pairing``; epochs draw from its pool of images."""
+        pool = np.arange(self.length) if pairing.images is None else pairing.images
+        if len(pool) < self.images_per_epoch:
+            raise ValueError(
+                f"the pool of {len(pool)} images is smaller than an epoch "
+                f"({self.images_per_epoch} images)"
+            )
+        self.pairing, self.pool = pairing, pool
 
     def __len__(self) -> int:
-        return self.length // self.batch_size
+        return self.images_per_epoch // self.batch_size
 
     def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.length)
-        partners = self.pairing(order, rng)
-        seeds = rng.integers(0, 2**62, size=self.length)
-        keys = np.concatenate([seeds[:, None], order[:, None], partners], 1)
+        order = self.pool[rng.permutation(len(self.pool))[: self.images_per_epoch]]
+        keys = np.concatenate([order[:, None], self.pairing(order, rng)], 1)
         for step in range(len(self)):
             start = step * self.batch_size
             yield [tuple(key) for key in keys[start : start + self.batch_size].tolist()]
 
 
 class Views(Dataset):
-    """``dataset[(seed, index, *partners)]`` -> ``(views, index)``: ``views`` a tuple of the
+    """``views[((index, *partners), seed)]`` -> ``(views, index)``: ``views`` a tuple of the
     augmented images ``index, *partners`` (view ``j`` seeded from ``seed + j``). The
     dataset's labels are not read.
 
@@ -138,10 +173,9 @@ class Views(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, ...]) -> tuple[tuple[Any, ...], int]:
-        seed, index, *partners = key
-        images = [index, *partners]
+    def __getitem__(self, key: tuple[tuple[int, ...], int]) -> tuple[tuple[Any, ...], int]:
+        images, seed = key
         views = tuple(
             seeded_item(self.dataset, image, seed + j)[0] for j, image in enumerate(images)
         )
-        return views, index
+        return views, images[0]

@@ -85,3 +85,7 @@ class ViewsMethod(Method):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         views, _ = batch
         return self(model, views)
+
+    def images_per_epoch(self, images: int) -> int:
+        """How many of the ``images`` training images an epoch draws (default all)."""
+        return images

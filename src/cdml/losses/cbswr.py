@@ -51,7 +51,8 @@ class CBSwRObjective(ViewsMethod):
         metric_weight, rim_weight, reconstruction_weight: default 0.9, 0.3, 0.001.
         dropout: of the cluster head, default 0.6.
         neighbour_pairs: pair each image with, at random, itself or its nearest neighbour
-            (refreshed each epoch) for its second view, as the released code does for CUB.
+            by cosine similarity of its backbone features (refreshed each epoch) for its
+            second view, as the released code does for CUB.
 
     Each loss term is logged, with the clustering's number of non-empty clusters per batch
     and its balance entropy; a warning says when the clustering collapses.
@@ -146,6 +147,7 @@ class CBSwRObjective(ViewsMethod):
 
 
 def _nearest_other(features: Tensor) -> np.ndarray:
-    """Index of every row's nearest other row (Euclidean, exact)."""
-    points = np.ascontiguousarray(features.float().cpu().numpy())
+    """Index of every row's most similar other row by cosine similarity (exact), as the
+    released code pairs images."""
+    points = np.ascontiguousarray(F.normalize(features.float(), dim=1).cpu().numpy())
     return nearest_neighbours(points, points, k=1, exclude_self=True)[:, 0]

@@ -64,10 +64,11 @@ class FacilityLocationLoss(MetricLoss):
             epoch`` (the paper's 0.94; 1 keeps it constant).
         pam_iters: refinement sweeps, 0 to disable.
         margin_type: clustering score of the margin: ``"nmi"``, ``"ami"``, ``"ari"`` or
-            ``"vmeasure"``, equal to scikit-learn's functions (AMI with its default arithmetic
-            normalisation).
+            ``"vmeasure"``, equal to scikit-learn's functions.
         nmi_average: normaliser of ``"nmi"``: ``"geometric"`` (the paper's ``MI / sqrt(H1 H2)``),
             ``"arithmetic"``, ``"min"`` or ``"max"``.
+        ami_average: normaliser of ``"ami"``, the same choices: default ``"arithmetic"``
+            (scikit-learn's since 0.22); ``"max"`` was its default when the paper appeared.
 
     Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar. After each call the attributes
     ``last_medoids`` ``(K,)`` int64 (batch indices, in selection order),
@@ -83,19 +84,22 @@ class FacilityLocationLoss(MetricLoss):
         margin_type: str = "nmi",
         nmi_average: str = "geometric",
         margin_decay: float = 0.94,
+        ami_average: str = "arithmetic",
     ) -> None:
         super().__init__()
         if isinstance(pam_iters, bool) or not isinstance(pam_iters, int) or pam_iters < 0:
             raise ValueError(f"pam_iters must be an integer >= 0, got {pam_iters!r}")
         if margin_type not in SCORES:
             raise ValueError(f"margin_type must be one of {SCORES}, got {margin_type!r}")
-        if nmi_average not in AVERAGES:
-            raise ValueError(f"nmi_average must be one of {AVERAGES}, got {nmi_average!r}")
+        for name, average in (("nmi_average", nmi_average), ("ami_average", ami_average)):
+            if average not in AVERAGES:
+                raise ValueError(f"{name} must be one of {AVERAGES}, got {average!r}")
         self.margin_multiplier = check_hyperparameter("margin_multiplier", margin_multiplier, 0)
         self.margin_decay = check_hyperparameter("margin_decay", margin_decay, 0)
         self.pam_iters = pam_iters
         self.margin_type = margin_type
         self.nmi_average = nmi_average
+        self.ami_average = ami_average
         self.last_medoids: Tensor | None = None
         self.last_predicted_score: Tensor | None = None
         self.last_oracle_score: Tensor | None = None
@@ -120,14 +124,16 @@ class FacilityLocationLoss(MetricLoss):
         return (
             f"margin_multiplier={self.margin_multiplier}, pam_iters={self.pam_iters}, "
             f"margin_type={self.margin_type!r}, nmi_average={self.nmi_average!r}, "
-            f"margin_decay={self.margin_decay}"
+            f"margin_decay={self.margin_decay}, ami_average={self.ami_average!r}"
         )
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         dist = distances(embeddings)
         with torch.no_grad():
             names, classes = torch.unique(labels, return_inverse=True)
-            average = self.nmi_average if self.margin_type == "nmi" else "arithmetic"
+            average = {"nmi": self.nmi_average, "ami": self.ami_average}.get(
+                self.margin_type, "arithmetic"
+            )
             scorer = _MarginScorer(classes, len(names), self.margin_type, average)
             # Inference in float64, where objectives equal in exact arithmetic differ by far
             # less than the tie tolerance.

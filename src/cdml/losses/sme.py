@@ -29,18 +29,24 @@ class InstanceSoftmaxLoss(nn.Module):
     other instances apart. Computed in log space, in float32 (or float64); embeddings are
     used as given (L2-normalise them first, as the paper does).
 
+    As in the authors' code, the gradient flows through the query row ``f_i`` only: the
+    rows it is compared with (``f_k``, the positive ``f_q(i)`` among them) are constants
+    (``detach_keys=False`` differentiates both sides, about twice the gradient).
+
     Args:
         temperature: ``t > 0``, default 0.1.
+        detach_keys: default True.
 
     Shapes: ``embeddings (2B, d)`` (first views, then second views), ``B >= 2`` -> scalar.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, detach_keys: bool = True) -> None:
         super().__init__()
         self.temperature = check_hyperparameter("temperature", temperature, 0, strict=True)
+        self.detach_keys = detach_keys
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={self.temperature}, detach_keys={self.detach_keys}"
 
     def forward(self, embeddings: Tensor) -> Tensor:
         rows = len(embeddings)
@@ -51,7 +57,7 @@ class InstanceSoftmaxLoss(nn.Module):
             )
         with no_autocast(embeddings):
             (f,) = full_precision(embeddings)
-            logits = f @ f.T / self.temperature
+            logits = f @ (f.detach() if self.detach_keys else f).T / self.temperature
             itself = torch.eye(rows, dtype=torch.bool, device=f.device)
             logits = logits.masked_fill(itself, -math.inf)
             log_z = logits.logsumexp(1, keepdim=True)
@@ -79,11 +85,12 @@ class SMEObjective(ViewsMethod):
 
     Args:
         temperature: default 0.1.
+        detach_keys: gradients through the query rows only, as the authors' code (default).
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, detach_keys: bool = True) -> None:
         super().__init__()
-        self.loss = InstanceSoftmaxLoss(temperature)
+        self.loss = InstanceSoftmaxLoss(temperature, detach_keys)
 
     def forward(
         self, model: EmbeddingModel, views: tuple[Tensor, ...]

@@ -244,7 +244,14 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
     from cdml.data import dataset_info
     from cdml.losses import VIEWS, method_class
 
-    method = method_class(config.loss.name)
+    try:
+        method = method_class(config.loss.name)
+    except ValueError as error:
+        raise ValueError(f"loss.name (--loss): {error}") from None
+    try:
+        info = dataset_info(config.data.dataset)
+    except ValueError as error:
+        raise ValueError(f"data.dataset (--dataset): {error}") from None
     unsupervised = method.batch_kind == VIEWS
     if config.model.normalize is None:
         config.model.normalize = method.normalize_embeddings
@@ -257,7 +264,7 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
     if unsupervised and config.data.batch_size is None:
         config.data.batch_size = 64
     if config.data.flip is None:
-        config.data.flip = not dataset_info(config.data.dataset).mirror_sensitive
+        config.data.flip = not info.mirror_sensitive
     check_ranges(config)
     return config
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -19,7 +17,7 @@ from cdml.data import (
     load_dataset,
     split_validation_classes,
 )
-from cdml.data.transforms import seeded_item
+from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
 from cdml.losses import VIEWS, Method, MetricLoss
@@ -38,12 +36,13 @@ class MetricLearningDataModule(L.LightningDataModule):
     - :data:`~cdml.losses.LABELLED`: the validation split holds out ``val_fraction`` of the
       *training* classes; batches come from a class-balanced sampler (split over ranks under
       DDP so that the ranks' shares form one global class-balanced batch), and every training
-      image's augmentation is seeded by (seed, epoch, position), so a resumed run draws
+      image's augmentation is seeded by (seed, epoch, step, slot), so a resumed run draws
       exactly the batches an uninterrupted one would have.
     - :data:`~cdml.losses.VIEWS`: shuffled batches of :class:`Views` (two views of each image,
-      or anchor / positive / negative images) that carry no label; :attr:`sampler` takes the
-      method's pairing. No validation classes are carved out (that would read the training
-      labels).
+      or anchor / positive / negative images) that carry no label, seeded the same way;
+      :attr:`sampler` takes the method's pairing, and an epoch draws as many images as the
+      trained method's ``images_per_epoch`` says (all but for MOM's bounded anchors).
+      No validation classes are carved out (that would read the training labels).
 
     The test split is the unseen half; :meth:`pairing_dataloader` gives the training images
     without augmentation, in order.
@@ -168,19 +167,22 @@ class MetricLearningDataModule(L.LightningDataModule):
             seed=self.seed,
         )
         return DataLoader(
-            _SeededAugmentation(self.train_set),
-            batch_sampler=_SeededBatches(self._rank_share(batches), self.seed),
+            SeededItems(self.train_set),
+            batch_sampler=SeededBatches(self._rank_share(batches), self.seed),
             num_workers=self.config.num_workers,
             persistent_workers=self.config.num_workers > 0,
         )
 
     def _views_dataloader(self) -> DataLoader:
+        images = len(self.train_set)
+        if self.trainer is not None:
+            images = self.trainer.lightning_module.method.images_per_epoch(images)
         self.sampler = UnlabelledBatchSampler(
-            len(self.train_set), self.config.batch_size, seed=self.seed
+            len(self.train_set), self.config.batch_size, seed=self.seed, images_per_epoch=images
         )
         return DataLoader(
             Views(self.train_set),
-            batch_sampler=self._rank_share(self.sampler),
+            batch_sampler=SeededBatches(self._rank_share(self.sampler), self.seed),
             num_workers=self.config.num_workers,
         )
 
@@ -230,53 +232,3 @@ def transforms_of(config: DataConfig, train: bool) -> Any:
         flip=config.flip is not False,
         **normalisation,
     )
-
-
-class _SeededBatches(Sampler[list[tuple[int, int]]]):
-    """Wraps a batch sampler; each index is paired with a seed for its augmentation."""
-
-    def __init__(self, batches: Sampler[list[int]], seed: int) -> None:
-        self.batches = batches
-        self.seed = seed
-        self.epoch = 0
-
-    @property
-    def sampler(self) -> _SeededBatches:
-        # Lightning calls ``set_epoch`` on ``loader.batch_sampler.sampler`` before every epoch.
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        # Seeds follow the slot in the *global* batch: any number of ranks draws the same
-        # augmentations as one process.
-        offset = getattr(self.batches, "rank", 0) * getattr(self.batches, "local_batch_size", 0)
-        for step, batch in enumerate(self.batches):
-            yield [
-                (index, _derive_seed(self.seed, self.epoch, step, offset + slot))
-                for slot, index in enumerate(batch)
-            ]
-
-
-class _SeededAugmentation(Dataset):
-    """``dataset[(index, seed)]``: the item at ``index``, its random transform seeded."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, seed = key
-        return seeded_item(self.dataset, index, seed)
-
-
-def _derive_seed(*parts: int) -> int:
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
