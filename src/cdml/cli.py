@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, OSError) as error:
         if os.environ.get("CDML_DEBUG"):
             raise
-        print(f"cdml {args.command}: error: {error}", file=sys.stderr)
+        print(f"cdml {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cdml {args.command}: interrupted", file=sys.stderr)
@@ -80,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2 if _is_input_error(error) else 1
+
+
+def _one_line(error: Exception) -> str:
+    """The message of ``error`` on one line (YAML's messages span several)."""
+    return " ".join(str(error).split())
 
 
 def _is_input_error(error: Exception) -> bool:
