@@ -252,8 +252,9 @@ def test_an_epoch_goes_over_the_bounded_anchors_and_resumes_from_old_checkpoints
     old.set_extra_state({"positives": torch.zeros(300, 10, dtype=torch.long),
                          "negatives": torch.ones(300, 10, dtype=torch.long)})  # fmt: skip
     assert old.pairing(lambda: points).images is None
-    with pytest.raises(ValueError, match="max_anchors"):
-        mom.MOMObjective(max_anchors=0)
+    for bad in (0, 2.5, "10", True):
+        with pytest.raises(ValueError, match="max_anchors"):
+            mom.MOMObjective(max_anchors=bad)
 
 
 def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch):

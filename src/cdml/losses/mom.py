@@ -222,8 +222,10 @@ class MOMObjective(ViewsMethod):
     ) -> None:
         super().__init__()
         self.loss = MOMTripletLoss(margin)
-        if max_anchors is not None:
-            check_hyperparameter("max_anchors", max_anchors, 1)
+        if max_anchors is not None and (
+            isinstance(max_anchors, bool) or not isinstance(max_anchors, int) or max_anchors < 1
+        ):
+            raise ValueError(f"max_anchors must be a positive integer or None, got {max_anchors!r}")
         self.max_anchors = max_anchors
         self.mining = mining
         self.tuples: dict[str, Tensor] = {}
