@@ -129,8 +129,7 @@ class UnlabelledBatchSampler(Sampler[list[tuple[int, ...]]]):
         self.seed = seed
         self.images_per_epoch = images_per_epoch
         self.epoch = 0
-        self.pairing: Pairing = same_image
-        self.pool = np.arange(length)
+        self.set_pairing(same_image)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
