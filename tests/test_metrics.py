@@ -73,6 +73,22 @@ def test_ties_are_broken_by_lower_index(monkeypatch):
     assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
 
 
+@pytest.mark.parametrize("grid", [3, 1000])
+def test_thousands_of_neighbours_rank_as_faiss_ranks_a_few(grid, monkeypatch):
+    # MAP@R's depth beyond faiss's range is ranked by torch: the same order, ties included.
+    rng = np.random.default_rng(4)
+    embeddings = rng.integers(0, grid, size=(250, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, size=250)
+    ks = (1, 2, 4, 8)
+    expected = brute_force(embeddings, labels, embeddings, labels, ks, True)
+    faiss_ranked = nearest_neighbours(embeddings, embeddings, k=120, exclude_self=True)
+    monkeypatch.setattr(metrics_module, "_FAISS_MAX_K", 4)
+    monkeypatch.setattr(metrics_module, "_CHUNK_ELEMENTS", 5000)  # several chunks
+    assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
+    torch_ranked = nearest_neighbours(embeddings, embeddings, k=120, exclude_self=True)
+    np.testing.assert_array_equal(torch_ranked, faiss_ranked)
+
+
 def test_collapsed_embeddings_rank_by_index():
     embeddings = np.zeros((40, 4), dtype=np.float32)
     neighbours = nearest_neighbours(embeddings, embeddings, k=3, exclude_self=True)

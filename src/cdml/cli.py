@@ -255,7 +255,7 @@ def _add_checkpoint_source(
     parser.add_argument("--split", choices=("train", "test"), default="test")
     if allow_images:
         parser.add_argument("--images", type=Path, help="embed every image under this folder")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, help="images per batch (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--image-size", type=int, help="default: the training image size")
 
@@ -314,7 +314,9 @@ def _run_train(args: argparse.Namespace) -> int:
         out = Path(overrides.get("out", RunConfig().out))
         config = load_config(_existing(out / "config.yaml", "--resume: no run to resume at"))
     elif args.config:
-        config = load_config(_existing(args.config, "--config: no such file"))
+        # A config file names what to train on and how, unless the flags do.
+        require = [key for key in ("data.dataset", "loss.name") if key not in overrides]
+        config = load_config(_existing(args.config, "--config: no such file"), require)
     else:
         missing = [flag for flag in ("dataset", "loss") if getattr(args, flag) is None]
         if missing:
@@ -392,7 +394,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         arrays, source = _embed_from_checkpoint(args), f"{args.checkpoint} on {args.dataset}"
         ks = args.ks or dataset_info(args.dataset).ks
     try:
-        metrics = evaluate(arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi)
+        metrics = evaluate(
+            arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi, progress=True
+        )
     except ValueError as error:
         raise UsageError(f"{source}: {error}") from None
     title = f"{source}: {len(arrays['labels'])} embeddings"

@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from cdml.data import load_dataset
 from cdml.data.folder import find_images, unlabelled_images
 from cdml.models import EmbeddingModel
+from cdml.progress import Progress
 from cdml.training.config import RunConfig, from_dict, migrate
+from cdml.training.datamodule import EVAL_BATCH_SIZE
 from cdml.training.run import build_model
 
 __all__ = [
@@ -65,25 +67,22 @@ def load_checkpoint(
 def embed(
     model: torch.nn.Module,
     dataset: Dataset,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     num_workers: int = 0,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings ``(n, d)`` float32 and labels ``(n,)`` of a dataset of ``(image, label)``."""
+    """Embeddings ``(n, d)`` float32 and labels ``(n,)`` of a dataset of ``(image, label)``,
+    ``batch_size`` images at a time (default ``EVAL_BATCH_SIZE``, 64)."""
     device = next(model.parameters()).device
+    batch_size = EVAL_BATCH_SIZE if batch_size is None else batch_size
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     embeddings, labels = [], []
-    batches = _progress(loader, "embedding") if progress else loader
-    for images, batch_labels in batches:
-        embeddings.append(model(images.to(device)).float().cpu())
-        labels.append(torch.as_tensor(batch_labels))
+    with Progress("embedding", total=len(dataset), enabled=progress) as bar:
+        for images, batch_labels in loader:
+            embeddings.append(model(images.to(device)).float().cpu())
+            labels.append(torch.as_tensor(batch_labels))
+            bar.advance(len(images))
     return torch.cat(embeddings).numpy(), torch.cat(labels).numpy()
-
-
-def _progress(iterable: Any, description: str) -> Any:
-    from rich.progress import track
-
-    return track(iterable, description=description, transient=True)
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -106,7 +105,7 @@ def embed_with_checkpoint(
     data_root: str | Path | None = None,
     split: str = "test",
     image_size: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     workers: int = 0,
     skip: Collection[str] = frozenset(),
     progress: bool = True,

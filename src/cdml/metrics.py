@@ -9,24 +9,31 @@ The protocol (METHODS.md section 5):
 - MAP@R (Musgrave et al., 2020): R = number of other items with the query's label,
   ``MAP@R = mean_q (1/R) sum_{i<=R} P(i) rel(i)``.
 
-Neighbours and k-means run through faiss (exact flat index). Queries are processed in chunks so
-memory stays bounded (no n x n matrix). Neighbours are ranked by distance, ties by the lower
-gallery index, so results are deterministic.
+Neighbours and k-means run through faiss (exact flat index; torch for thousands of
+neighbours). Queries are processed in chunks so memory stays bounded (no n x n matrix).
+Neighbours are ranked by distance, ties by the lower gallery index, so results are
+deterministic.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import faiss
 import numpy as np
+import torch
 from sklearn.metrics import normalized_mutual_info_score
+
+from cdml.progress import Progress
 
 DEFAULT_KS = (1, 2, 4, 8)
 # Upper bound on neighbour-table entries held at once (queries in a chunk x neighbours each).
 _CHUNK_ELEMENTS = 1 << 22
+# The most neighbours per query asked of faiss; more are ranked with torch (see _flat_search).
+_FAISS_MAX_K = 2048
 
 
 def evaluate(
@@ -40,6 +47,7 @@ def evaluate(
     gallery_labels: Any = None,
     seed: int = 0,
     kmeans_iters: int = 20,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Evaluate embeddings as the seed papers do.
 
@@ -54,6 +62,8 @@ def evaluate(
         gallery_labels: ``(m,)`` integer labels of the gallery.
         seed: k-means seed.
         kmeans_iters: k-means iterations (at least 20).
+        progress: show the progress of the neighbour search and k-means (see
+            :class:`cdml.progress.Progress`).
 
     Returns:
         ``{"recall@K": ..., "nmi": ..., "map@r": ...}`` as floats in [0, 1], keys in that order.
@@ -97,16 +107,18 @@ def evaluate(
     hits = {k: 0 for k in ks}
     average_precision_sum = 0.0
     if depth:
-        for start, neighbours in _neighbour_chunks(queries, reference, depth, exclude_self):
-            stop = start + len(neighbours)
-            relevant = reference_labels[neighbours] == query_labels[start:stop, None]
-            for k in ks:
-                hits[k] += int(relevant[:, :k].any(axis=1).sum())
-            if map_at_r:
-                r = same_label_counts[start:stop]
-                average_precision_sum += float(
-                    _average_precision_at_r(relevant[:, : r.max()], r).sum()
-                )
+        with Progress("neighbours", total=len(queries), enabled=progress) as bar:
+            for start, neighbours in _neighbour_chunks(queries, reference, depth, exclude_self):
+                stop = start + len(neighbours)
+                relevant = reference_labels[neighbours] == query_labels[start:stop, None]
+                for k in ks:
+                    hits[k] += int(relevant[:, :k].any(axis=1).sum())
+                if map_at_r:
+                    r = same_label_counts[start:stop]
+                    average_precision_sum += float(
+                        _average_precision_at_r(relevant[:, : r.max()], r).sum()
+                    )
+                bar.advance(len(neighbours))
 
     results = {f"recall@{k}": hits[k] / len(queries) for k in ks}
     if nmi:
@@ -115,18 +127,28 @@ def evaluate(
         else:
             points = np.concatenate([queries, reference])
             point_labels = np.concatenate([query_labels, reference_labels])
-        results["nmi"] = kmeans_nmi(points, point_labels, seed=seed, iters=kmeans_iters)
+        results["nmi"] = kmeans_nmi(
+            points, point_labels, seed=seed, iters=kmeans_iters, progress=progress
+        )
     if map_at_r:
         results["map@r"] = average_precision_sum / len(queries)
     return results
 
 
-def kmeans_nmi(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, iters: int = 20) -> float:
+def kmeans_nmi(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    iters: int = 20,
+    progress: bool = False,
+) -> float:
     """NMI between ``labels`` and a faiss k-means clustering of ``embeddings`` ``(n, d)`` float32.
 
     k is the number of distinct labels; every point takes part in every iteration. As in the
     released codes of the seed papers, k-means starts from randomly drawn points (one run, fixed
-    seed), so a poor start can split a class even when classes are well separated.
+    seed), so a poor start can split a class even when classes are well separated. With
+    ``progress`` its time so far and an estimate of the whole are shown (SOP's 60,502 test
+    images in 11,316 clusters take tens of seconds).
     """
     n, dim = embeddings.shape
     num_clusters = len(np.unique(labels))
@@ -143,9 +165,21 @@ def kmeans_nmi(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, iters:
         max_points_per_centroid=math.ceil(n / num_clusters) + 1,
         min_points_per_centroid=1,
     )
-    kmeans.train(embeddings)
-    _, assignment = kmeans.index.search(embeddings, 1)
+    estimate = _kmeans_seconds(embeddings, num_clusters, iters) if progress else None
+    with Progress(f"k-means ({num_clusters:,} clusters)", estimate=estimate, enabled=progress):
+        kmeans.train(embeddings)
+        _, assignment = kmeans.index.search(embeddings, 1)
     return float(normalized_mutual_info_score(labels, assignment[:, 0]))
+
+
+def _kmeans_seconds(points: np.ndarray, clusters: int, iters: int, sample: int = 1024) -> float:
+    """Expected seconds of ``iters`` k-means iterations: an assignment of ``sample`` points to
+    ``clusters`` centroids, timed, scaled to every point and iteration."""
+    index = faiss.IndexFlatL2(points.shape[1])
+    index.add(points[:clusters])
+    start = time.perf_counter()
+    index.search(points[:sample], 1)
+    return (time.perf_counter() - start) * len(points) / min(sample, len(points)) * (iters + 1)
 
 
 def nearest_neighbours(
@@ -166,20 +200,20 @@ def _neighbour_chunks(
     queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, neighbours)`` for consecutive query chunks, neighbours ``(rows, k)``."""
-    index = faiss.IndexFlatL2(gallery.shape[1])
-    index.add(gallery)
     width = k + int(exclude_self)  # ranked items needed per query, its own index included
     # One more than needed, to see whether the cut falls inside a run of tied distances.
     search_k = min(width + 1, len(gallery))
-    rows = max(1, _CHUNK_ELEMENTS // search_k)
+    search = _flat_search(gallery, search_k)
+    # Entries held per query: its neighbours, or its whole distance row beyond faiss's range.
+    per_query = len(gallery) if search_k > _FAISS_MAX_K else search_k
+    rows = max(1, _CHUNK_ELEMENTS // per_query)
     for start in range(0, len(queries), rows):
         chunk = queries[start : start + rows]
-        distances, indices = index.search(chunk, search_k)
+        distances, indices = search(chunk)
         # faiss sorts by distance; order runs of equal distances by index.
         tied = np.flatnonzero((distances[:, 1:] == distances[:, :-1]).any(axis=1))
         if tied.size:
-            order = np.lexsort((indices[tied], distances[tied]), axis=1)
-            indices[tied] = np.take_along_axis(indices[tied], order, axis=1)
+            indices[tied] = _ties_by_index(distances[tied], indices[tied], len(gallery))
         if search_k > width:
             ambiguous = np.flatnonzero(distances[:, width - 1] == distances[:, width])
             if ambiguous.size:
@@ -191,6 +225,39 @@ def _neighbour_chunks(
             keep = np.argsort(indices == own, axis=1, kind="stable")[:, :k]
             indices = np.take_along_axis(indices, keep, axis=1)
         yield start, indices
+
+
+def _flat_search(
+    gallery: np.ndarray, k: int
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``search(queries) -> (distances, indices)``, each ``(nq, k)``: the k nearest gallery
+    items by squared Euclidean distance, nearest first. faiss's flat index up to
+    ``_FAISS_MAX_K``; beyond it (MAP@R's R of thousands) a full distance matrix per chunk and
+    ``torch.topk``, 4x faster than faiss's heaps for R = 7,000 of 35,000 items."""
+    if k <= _FAISS_MAX_K:
+        index = faiss.IndexFlatL2(gallery.shape[1])
+        index.add(gallery)
+        return lambda queries: index.search(queries, k)
+    items = torch.from_numpy(gallery)
+    squared = torch.linalg.vecdot(items, items)
+
+    def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = torch.from_numpy(queries)
+        distances = torch.addmm(squared[None], q, items.T, alpha=-2)
+        distances.add_(torch.linalg.vecdot(q, q)[:, None]).clamp_(min=0)
+        nearest = torch.topk(distances, k, dim=1, largest=False, sorted=True)
+        return nearest.values.numpy(), nearest.indices.numpy()
+
+    return search
+
+
+def _ties_by_index(distances: np.ndarray, indices: np.ndarray, size: int) -> np.ndarray:
+    """``indices`` ``(q, k)`` of ``size`` items, rows sorted by ``distances``, with each run of
+    equal distances ordered by index: one sort of ``run * size + index`` (5x faster than a
+    lexsort of the two keys)."""
+    run = np.zeros(distances.shape, np.int64)
+    np.cumsum(distances[:, 1:] != distances[:, :-1], axis=1, out=run[:, 1:])
+    return np.sort(run * size + indices, axis=1) % size
 
 
 def _exact_top(queries: np.ndarray, gallery: np.ndarray, width: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import faiss
 import numpy as np
 
 from cdml.io import write_json
+from cdml.progress import Progress
 
 KINDS = ("flat", "ivf", "hnsw")
 FORMAT_VERSION = 1
 INDEX_FILE, ITEMS_FILE, META_FILE = "index.faiss", "items.npz", "meta.json"
+ADD_CHUNK = 1 << 16  # embeddings added to faiss at a time (for the progress of large galleries)
 
 
 class GalleryIndex:
@@ -107,9 +110,12 @@ class GalleryIndex:
         paths: Sequence[str],
         labels: Sequence[int] | None = None,
         checkpoint_sha256: str | None = None,
+        progress: bool = False,
     ) -> None:
         """Append ``(n, dim)`` embeddings with their ``n`` paths (and labels), computed by the
-        checkpoint of sha256 ``checkpoint_sha256`` (see :meth:`check_checkpoint`)."""
+        checkpoint of sha256 ``checkpoint_sha256`` (see :meth:`check_checkpoint`); with
+        ``progress``, the IVF training and the adding show their progress (an HNSW graph of
+        a million items takes minutes)."""
         if len(self) == 0 and "checkpoint_sha256" not in self.meta and checkpoint_sha256:
             self.meta["checkpoint_sha256"] = checkpoint_sha256
         self.check_checkpoint(checkpoint_sha256)
@@ -120,14 +126,20 @@ class GalleryIndex:
         if labels.shape != (len(paths),):
             raise ValueError(f"labels must have shape ({len(paths)},), got {labels.shape}")
         if self.index is None:
-            self.index = self._train_ivf(embeddings)
-        self.index.add(embeddings)
+            with Progress("training the IVF index", enabled=progress):
+                self.index = self._train_ivf(embeddings)
+        with Progress("indexing", total=len(embeddings), enabled=progress) as bar:
+            for start in range(0, len(embeddings), ADD_CHUNK):
+                chunk = embeddings[start : start + ADD_CHUNK]
+                self.index.add(chunk)
+                bar.advance(len(chunk))
         self.paths += [str(p) for p in paths]
         self.labels = np.concatenate([self.labels, labels.astype(np.int64)])
 
-    def check_checkpoint(self, checkpoint_sha256: str | None) -> None:
+    def check_checkpoint(self, checkpoint_sha256: str | None, name: str | None = None) -> None:
         """``ValueError`` unless embeddings of the checkpoint of sha256 ``checkpoint_sha256``
-        (``None``: of unknown origin) are comparable with the index's."""
+        (``None``: of unknown origin; ``name``: its file, for the message) are comparable
+        with the index's."""
         recorded = self.meta.get("checkpoint_sha256")
         if recorded != checkpoint_sha256:
             origin = (
@@ -135,9 +147,10 @@ class GalleryIndex:
                 if recorded
                 else "embeddings of no recorded checkpoint"
             )
+            given = f" than {name}" if name else ""
             raise ValueError(
-                f"the index was built with {origin}; embeddings of other checkpoints are not "
-                "comparable"
+                f"the index was built with {origin}{given}; embeddings of other checkpoints "
+                "are not comparable"
             )
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +218,7 @@ class GalleryIndex:
         try:
             with np.load(folder / ITEMS_FILE, allow_pickle=False) as items:
                 paths, labels = items["paths"].tolist(), items["labels"].astype(np.int64)
-        except (ValueError, KeyError, OSError) as error:
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{folder / ITEMS_FILE}: unreadable ({error})") from None
         if index.d != dim:
             raise ValueError(f"{folder / INDEX_FILE}: {index.d}-d index, {META_FILE} says {dim}")
@@ -261,13 +274,15 @@ def index_images(
     *,
     kind: str = "flat",
     extend: bool = False,
+    progress: bool = True,
     **source: Any,
 ) -> tuple[GalleryIndex, int]:
     """Embed images with ``checkpoint`` into the index folder ``out``: a new index of ``kind``,
     or, with ``extend``, the index there (built with the same checkpoint), skipping the
     paths it holds. ``source`` are :func:`cdml.inference.embed_with_checkpoint`'s
-    (``images=`` or ``dataset=``, ``data_root=``, ``split=``, ...). Returns the index,
-    saved, and the number of items added."""
+    (``images=`` or ``dataset=``, ``data_root=``, ``split=``, ...); ``progress`` shows the
+    embedding's and the indexing's. Returns the index, saved, and the number of items
+    added."""
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     out = Path(out)
@@ -275,17 +290,20 @@ def index_images(
     gallery = None
     if extend:
         gallery = GalleryIndex.load(out)
-        gallery.check_checkpoint(digest)
+        gallery.check_checkpoint(digest, str(checkpoint))
     elif out.exists():
         raise ValueError(f"{out} exists; extend it (--extend) or choose another folder")
     skip = frozenset(gallery.paths) if gallery is not None else frozenset()
-    arrays = embed_with_checkpoint(checkpoint, skip=skip, **source)
+    arrays = embed_with_checkpoint(checkpoint, skip=skip, progress=progress, **source)
     paths = arrays["paths"].tolist()
     if gallery is None:
         gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=kind)
         gallery.meta["checkpoint"] = str(checkpoint)
     if paths:
-        gallery.add(arrays["embeddings"], paths, arrays.get("labels"), checkpoint_sha256=digest)
+        gallery.add(
+            arrays["embeddings"], paths, arrays.get("labels"), checkpoint_sha256=digest,
+            progress=progress,
+        )  # fmt: skip
     gallery.save(out)
     return gallery, len(paths)
 
@@ -303,7 +321,7 @@ def search_images(
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)
-    gallery.check_checkpoint(checkpoint_digest(checkpoint))
+    gallery.check_checkpoint(checkpoint_digest(checkpoint), str(checkpoint))
     if width is not None:
         gallery.search_width = width
     missing = [str(q) for q in queries if not Path(q).is_file()]

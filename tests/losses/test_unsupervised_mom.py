@@ -1,6 +1,7 @@
 """MOM: mined tuples against a dense literal construction, their geometry on two concentric
 rings, bounded memory, and the triplet loss against a literal loop."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -238,38 +239,66 @@ def test_an_epoch_goes_over_the_bounded_anchors_and_resumes_from_old_checkpoints
     points = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
     objective = mom.MOMObjective(k=10, graph_k=5, max_anchors=40)
     assert objective.images_per_epoch(300) == 40 and objective.images_per_epoch(30) == 30
-    pairing = objective.pairing(lambda: points, report=lambda line: None)
+    pairing = objective.pairing(lambda rows: points, 300, report=lambda line: None)
     assert len(pairing.images) == 40 and len(pairing.positives) == 300
     rows = np.setdiff1d(np.arange(300), pairing.images)
     assert (pairing.positives[rows] == -1).all()  # only anchors have tuples
     restored = mom.MOMObjective(k=10, graph_k=5, max_anchors=40)
     restored.set_extra_state(objective.get_extra_state())
-    again = restored.pairing(lambda: pytest.fail("mined twice"))
+    again = restored.pairing(lambda rows: pytest.fail("mined twice"), 300)
     np.testing.assert_array_equal(again.images, pairing.images)
     np.testing.assert_array_equal(again.negatives, pairing.negatives)
     # Tuples saved when every image was an anchor.
     old = mom.MOMObjective(k=10, graph_k=5)
     old.set_extra_state({"positives": torch.zeros(300, 10, dtype=torch.long),
                          "negatives": torch.ones(300, 10, dtype=torch.long)})  # fmt: skip
-    assert old.pairing(lambda: points).images is None
+    assert old.pairing(lambda rows: points, 300).images is None
     for bad in (0, 2.5, "10", True):
         with pytest.raises(ValueError, match="max_anchors"):
             mom.MOMObjective(max_anchors=bad)
 
 
-def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch):
+def test_mining_reports_its_progress_and_stops_when_asked(monkeypatch, capsys):
+    from cdml import progress
     from cdml.losses import mom
 
-    monkeypatch.setattr(mom, "REPORT_SECONDS", 0.0)
-    points = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
-    objective = mom.MOMObjective(k=10, graph_k=5, chunk=100)
+    monkeypatch.setattr(progress, "REPORT_SECONDS", 0.001)
+    points = torch.randn(3000, 8, generator=torch.Generator().manual_seed(0))
+    objective = mom.MOMObjective(k=10, graph_k=5, chunk=100, max_anchors=None)
     lines = []
-    pairing = objective.pairing(lambda: points, report=lines.append)
-    assert len(pairing.positives) == 300
-    assert any("mined 100 of 300 anchors, about" in line for line in lines)
-    assert lines[-1].startswith("MOM: mined 300 anchors in")
+    pairing = objective.pairing(lambda rows: points, 3000, report=lines.append)
+    assert len(pairing.positives) == 3000
+    assert re.search(r"MOM: mining anchors: [\d,]+ of 3,000 \(\d+ s, about \d+ s left\)",
+                     capsys.readouterr().err)  # fmt: skip
+    assert lines[-1].startswith("MOM: mined 3,000 anchors in")
     calls = iter([False, True])
     with pytest.raises(InterruptedError, match="stopped"):
         mom.MOMObjective(k=10, graph_k=5, chunk=100).pairing(
-            lambda: points, report=lines.append, stop=lambda: next(calls)
+            lambda rows: points, 3000, report=lines.append, stop=lambda: next(calls)
         )
+
+
+def test_the_graph_of_a_large_set_is_a_fixed_sample_mapped_back_to_its_images():
+    from cdml.losses import mom
+
+    points = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    objective = mom.MOMObjective(k=10, graph_k=5, max_images=120, max_anchors=40)
+    sample = objective.graph_images(300)
+    assert len(sample) == 120 and (sample.diff() > 0).all()
+    np.testing.assert_array_equal(sample, mom.MOMObjective(max_images=120).graph_images(300))
+    asked = []
+    pairing = objective.pairing(lambda rows: asked.append(rows) or points[rows], 300)
+    (rows,) = asked
+    np.testing.assert_array_equal(rows, sample)  # features of the sample only
+    assert objective.images_per_epoch(300) == 40 and len(pairing.images) == 40
+    # The tuples are those of the sample's own mining, in training-image indices.
+    anchors, positives, negatives = mom.manifold_tuples(points[sample], k=10, graph_k=5,
+                                                        max_anchors=40)  # fmt: skip
+    np.testing.assert_array_equal(pairing.images, sample[anchors])
+    for mined, expected in ((pairing.positives, positives), (pairing.negatives, negatives)):
+        got = torch.from_numpy(mined[sample[anchors]])
+        np.testing.assert_array_equal(got, torch.where(expected < 0, -1, sample[expected]))
+    assert mom.MOMObjective(max_images=300).graph_images(300) is None
+    for bad in (0, 2.5, "10", True, 50):
+        with pytest.raises(ValueError, match="max_images"):
+            mom.MOMObjective(max_images=bad)

@@ -34,6 +34,17 @@ def test_forward_is_head_of_features(pretrained_model):
     torch.testing.assert_close(embeddings, pretrained_model.head(features))
 
 
+def test_the_model_runs_channels_last_and_embeds_as_the_default_layout(pretrained_model):
+    model = pretrained_model.eval()
+    convolutions = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    images = torch.rand(3, 3, 64, 64)
+    reference = EmbeddingModel(embedding_size=32).eval().to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), reference.head(reference.backbone(images)))
+
+
 @pytest.mark.parametrize("backbone", [TINY, "test_resnet", "mobilenetv3_small_050"])
 def test_embedding_of_feature_maps_equals_forward(backbone):
     model = EmbeddingModel(backbone, embedding_size=8, pretrained=False).eval()

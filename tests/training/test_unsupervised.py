@@ -163,11 +163,11 @@ def test_a_sigterm_during_repairing_stops_the_run_as_lightning_does():
     from cdml.losses._schedules import Repairing
 
     class Mining:
-        def pairing(self, features, report, stop):
+        def pairing(self, features, images, report, stop):
             assert stop()  # the trainer received SIGTERM
             raise InterruptedError("stopped")
 
-    data = SimpleNamespace(pairing_dataloader=lambda: [], sampler=None)
+    data = SimpleNamespace(pairing_dataloader=lambda indices=None: [], train_set=[], sampler=None)
     trainer = SimpleNamespace(datamodule=data, received_sigterm=True)
     with pytest.raises(SIGTERMException):
         Repairing(Mining()).on_train_epoch_start(trainer, SimpleNamespace(print=print))

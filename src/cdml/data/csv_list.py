@@ -64,6 +64,13 @@ def read_label_csv(path: Path) -> list[tuple[str, str, str]]:
     """Validated ``(label, path, split)`` rows, split mapped to ``train``/``test``."""
     if not path.is_file():
         raise FileNotFoundError(f"csv: no such file {path}")
+    try:
+        return _read_rows(path)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a UTF-8 CSV file ({error})") from None
+
+
+def _read_rows(path: Path) -> list[tuple[str, str, str]]:
     rows = []
     with path.open(newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)

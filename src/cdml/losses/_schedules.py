@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor, nn
 
 from cdml.distributed import gather_shards
+from cdml.progress import Progress
 
 
 class MarginDecay(Callback):
@@ -46,12 +47,14 @@ class WarmUp(Callback):
 
 
 class Repairing(Callback):
-    """Before every epoch, ``method.pairing(features, report, stop)`` chooses the training
-    images' partners (CBSwR's neighbour pairs, MOM's mined tuples) from their current
-    backbone features ``(n, D)``, computed on demand over the data module's
-    ``pairing_dataloader()`` (sharded under DDP); the views sampler draws the epoch's batches
-    from it. ``stop()`` says whether a SIGTERM arrived: a method that stops on it raises
-    ``InterruptedError``, and the run stops as Lightning stops on SIGTERM."""
+    """Before every epoch, ``method.pairing(features, images, report, stop)`` chooses the
+    partners of the ``images`` training images (CBSwR's neighbour pairs, MOM's mined tuples)
+    from their current backbone features: ``features(indices=None)`` computes them
+    ``(n, D)`` on demand for the training images at ``indices`` (default all) over the data
+    module's ``pairing_dataloader(indices)`` (sharded under DDP); the views sampler draws the
+    epoch's batches from the pairing. ``stop()`` says whether a SIGTERM arrived: a method that
+    stops on it raises ``InterruptedError``, and the run stops as Lightning stops on
+    SIGTERM."""
 
     def __init__(self, method: nn.Module) -> None:
         self.method = method
@@ -61,6 +64,7 @@ class Repairing(Callback):
         try:
             pairing = self.method.pairing(
                 _features(pl_module, data.pairing_dataloader),
+                len(data.train_set),
                 report=pl_module.print,
                 stop=lambda: trainer.received_sigterm,
             )
@@ -69,13 +73,20 @@ class Repairing(Callback):
         data.sampler.set_pairing(pairing)
 
 
-def _features(pl_module: L.LightningModule, loader: Callable[[], Any]) -> Callable[[], Tensor]:
+def _features(
+    pl_module: L.LightningModule, loader: Callable[[Tensor | None], Any]
+) -> Callable[[Tensor | None], Tensor]:
     @torch.no_grad()
-    def compute() -> Tensor:
+    def compute(indices: Tensor | None = None) -> Tensor:
         model = pl_module.model
         was_training = model.training
         model.eval()
-        batches = [model.features(images.to(pl_module.device)).float() for images, _ in loader()]
+        images = loader(None if indices is None else indices.tolist())
+        batches = []
+        with Progress("backbone features", total=len(images.sampler)) as bar:  # this shard
+            for x, _ in images:
+                batches.append(model.features(x.to(pl_module.device)).float())
+                bar.advance(len(x))
         model.train(was_training)
         return gather_shards(torch.cat(batches))
 

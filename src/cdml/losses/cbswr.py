@@ -136,13 +136,14 @@ class CBSwRObjective(ViewsMethod):
 
     def pairing(
         self,
-        features: Callable[[], Tensor],
+        features: Callable[[Tensor | None], Tensor],
+        images: int,
         report: Callable[[str], None] = print,
         stop: Callable[[], bool] = lambda: False,
     ) -> NeighbourPairing:
-        """The neighbour pairing of the coming epoch, from the training images' current
-        backbone features ``(n, D)`` (computed by ``features()``). It takes seconds, so
-        ``report`` (a progress-message sink) and ``stop`` are not used."""
+        """The neighbour pairing of the coming epoch, from the current backbone features
+        ``(images, D)`` of every training image (computed by ``features()``). It takes
+        seconds, so ``report`` (a progress-message sink) and ``stop`` are not used."""
         return NeighbourPairing(_nearest_other(features()))
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,7 @@ def parse_yaml(text: str) -> Any:
 
 # The command-line flag of a setting, named beside it in errors.
 FLAGS = {
+    "data.dataset": "--dataset", "loss.name": "--loss",
     "trainer.epochs": "--epochs", "data.image_size": "--image-size",
     "data.batch_size": "--batch-size", "data.classes_per_batch": "--classes-per-batch",
     "model.embedding_size": "--embedding-size", "data.num_workers": "--workers",
@@ -269,8 +271,9 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
     return config
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML config file into a :class:`RunConfig` (unknown keys are errors)."""
+def load_config(path: str | Path, require: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file into a :class:`RunConfig` (unknown keys are errors); the
+    dotted keys of ``require`` (e.g. ``"data.dataset"``) must be in the file."""
     path = Path(path)
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
@@ -278,6 +281,15 @@ def load_config(path: str | Path) -> RunConfig:
         raise ValueError(f"{path}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of sections at the top level")
+    for key in require:
+        section, _, name = key.partition(".")
+        if not isinstance(data.get(section), dict) or name not in data[section]:
+            flag = FLAGS.get(key)
+            raise ValueError(
+                f"{path}: names no {key}"
+                + (f" (give it there or with {flag})" if flag else "")
+                + ("; the file is empty" if not data else "")
+            )
     try:
         return from_dict(RunConfig, migrate(data))
     except ValueError as error:

@@ -146,7 +146,7 @@ class MetricLearningModule(L.LightningModule):
         if self.trainer.is_global_zero:
             candidates = len(labels) - 1
             ks = [k for k in ks if k <= candidates]
-            metrics = evaluate(embeddings, labels, ks=ks, nmi=nmi)
+            metrics = evaluate(embeddings, labels, ks=ks, nmi=nmi, progress=True)
         metrics = self.trainer.strategy.broadcast(metrics, src=0)
         self.last_eval_metrics = metrics
         for name, value in metrics.items():

@@ -327,13 +327,15 @@ def _test(
     config: RunConfig, module: MetricLearningModule, data: Any, out: Path
 ) -> dict[str, float]:
     """Test metrics of ``module`` as it is now, with a throw-away trainer that logs nothing."""
+    shown = config.trainer.progress_bar
     trainer = L.Trainer(
         accelerator=config.trainer.accelerator,
         devices=1,
         precision=config.trainer.precision,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=shown,
+        callbacks=[RichProgressBar()] if shown else [],
         enable_model_summary=False,
         default_root_dir=out,
     )
