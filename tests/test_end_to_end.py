@@ -274,3 +274,31 @@ def test_saturated_validation_does_not_choose_the_checkpoint(tmp_path, monkeypat
     assert "already perfect on the validation classes" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["checkpoint"] == "checkpoints/last.ckpt" and "best_epoch" not in metrics
+
+
+def test_the_monitored_metric_chooses_the_checkpoint(tmp_path, monkeypatch):
+    import itertools
+
+    from cdml.training import module
+
+    def scripted_evaluate():
+        # The untrained model, then epochs 0, 1, 2: Recall@1 is best at epoch 0, NMI at 2.
+        values = itertools.chain([(0.5, 0.1), (0.9, 0.2), (0.6, 0.3), (0.55, 0.4)],
+                                 itertools.repeat((0.5, 0.5)))  # fmt: skip
+
+        def evaluate(embeddings, labels, **kwargs):
+            recall, nmi = next(values)
+            return {"recall@1": recall, "recall@2": recall, "nmi": nmi, "map@r": 0.5}
+
+        return evaluate
+
+    for monitor, best in (("val/nmi", 2), ("val/recall@1", 0)):
+        monkeypatch.setattr(module, "evaluate", scripted_evaluate())
+        out = tmp_path / monitor.replace("/", "-")
+        assert (
+            train(out, "--epochs", "3", "--no-baseline", "--set", f"trainer.monitor={monitor}") == 0
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["monitor"] == monitor and metrics["best_epoch"] == best
+    argv = ["train", *TINY, "--set", "trainer.monitor=val/loss", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2

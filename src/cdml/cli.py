@@ -216,6 +216,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     search.set_defaults(run=_run_search)
 
+    export = commands.add_parser(
+        "export",
+        help="export a trained embedding model to ONNX or TorchScript",
+        description="Write the model of --checkpoint (images (batch, 3, S, S) -> embeddings) "
+        "to --out, and beside it OUT.json: the input size, normalisation and layout, the "
+        "embedding size, whether it is L2-normalised, and the checkpoint's sha256.",
+    )
+    export.add_argument("--checkpoint", type=Path, required=True, help="cdml checkpoint")
+    export.add_argument("--out", type=Path, required=True, help="model file (.onnx or .pt)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--image-size", type=int, help="input size S (default: the training size)")
+    export.set_defaults(run=_run_export)
+
     demo = commands.add_parser(
         "demo",
         help="train on a built-in dataset and compare with the untrained model",
@@ -509,6 +522,21 @@ def _run_search(args: argparse.Namespace) -> int:
         for n in result["neighbours"]:
             label = "" if n["label"] < 0 else f"  label {n['label']}"
             console.print(f"  {n['rank']:>3}  {n['distance']:.4f}  {n['path']}{label}")
+    return 0
+
+
+# export -----------------------------------------------------------------------------------
+def _run_export(args: argparse.Namespace) -> int:
+    from cdml.console import console
+    from cdml.export import export_model, sidecar_path
+
+    _check_writable(args.out)
+    sidecar = export_model(args.checkpoint, args.out, args.format, args.image_size)
+    size, shape = sidecar["input"]["crop"], sidecar["output"]["shape"]
+    console.print(
+        f"{args.format} model written to {args.out} (images (batch, 3, {size}, {size}) -> "
+        f"embeddings (batch, {shape[1]})), preprocessing in {sidecar_path(args.out)}"
+    )
     return 0
 
 

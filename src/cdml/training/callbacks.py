@@ -1,4 +1,4 @@
-"""Model selection (the best checkpoint by validation Recall@1, the untrained model included)
+"""Model selection (the best checkpoint by a validation metric, the untrained model included)
 and how checkpoints are written."""
 
 from __future__ import annotations

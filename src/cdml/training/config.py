@@ -106,6 +106,9 @@ class TrainerConfig:
     limit_train_batches: int | float = 1.0
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    # The validation metric that chooses the best checkpoint (higher is better, as every
+    # metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi or val/map@r.
+    monitor: str = "val/recall@1"
 
 
 @dataclass
@@ -183,6 +186,9 @@ FLAGS = {
     "model.embedding_size": "--embedding-size", "data.num_workers": "--workers",
     "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
 }  # fmt: skip
+# The validation metrics a run logs (validation always uses Recall@1, 2, 4, 8).
+MONITORED = ("val/recall@1", "val/recall@2", "val/recall@4", "val/recall@8", "val/nmi",
+             "val/map@r")  # fmt: skip
 MIN_IMAGE_SIZE = 16  # smaller inputs vanish in the backbones' downsampling (stride 32)
 
 
@@ -229,6 +235,8 @@ def check_ranges(config: RunConfig) -> None:
             raise bad("trainer.accelerator", t.accelerator, "'cpu' or 'auto' here: no CUDA device")
     if any(k < 1 for k in config.eval.ks or ()):
         raise bad("eval.ks", config.eval.ks, "positive")
+    if t.monitor not in MONITORED:
+        raise bad("trainer.monitor", t.monitor, f"one of {', '.join(MONITORED)}")
 
 
 def _devices_ok(devices: int | str) -> bool:

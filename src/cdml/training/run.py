@@ -194,8 +194,9 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     The folder ``config.out`` receives ``config.yaml``, ``checkpoints/{best,last}.ckpt``,
     ``logs/version_N/`` (CSV and TensorBoard, one version per start of the run) and
     ``metrics.json``: ``{"test": ..., "val": ..., "untrained": ..., "untrained_val": ...,
-    "epochs": N, "best_epoch": E, "checkpoint": ...}``. The best checkpoint is chosen by
-    validation Recall@1 (on held-out training classes) among the epochs and the untrained
+    "epochs": N, "best_epoch": E, "monitor": M, "checkpoint": ...}``. The best checkpoint is
+    chosen by ``config.trainer.monitor`` (default validation Recall@1, on held-out training
+    classes; higher is better) among the epochs and the untrained
     model (pretrained backbone, random head; ``best_epoch`` -1), which is validated first;
     without a validation split the last one is used. ``baseline`` also tests the untrained
     model.
@@ -235,9 +236,10 @@ def _train(
 
     has_val = data.val_set is not None
     checkpoints = out / "checkpoints"
-    # The best epoch by validation Recall@1 (the untrained model counts as one), and every
-    # epoch's end for --resume.
-    best_checkpoint = BestCheckpoint(checkpoints / BEST_CHECKPOINT)
+    # The best epoch by the monitored validation metric (the untrained model counts as one),
+    # and every epoch's end for --resume.
+    monitor = config.trainer.monitor
+    best_checkpoint = BestCheckpoint(checkpoints / BEST_CHECKPOINT, monitor=monitor)
     last_checkpoint = ModelCheckpoint(
         dirpath=checkpoints,
         filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
@@ -262,7 +264,7 @@ def _train(
             # every epoch must beat to become the best checkpoint.
             trainer.validate(module, datamodule=data, verbose=False)
             untrained["val"] = dict(module.last_eval_metrics)
-            best_checkpoint.save_untrained(trainer, untrained["val"]["recall@1"])
+            best_checkpoint.save_untrained(trainer, untrained["val"][monitor.removeprefix("val/")])
         if baseline and has_test and is_zero:
             untrained["test"] = _test(config, module, data, out)
         if is_zero:
@@ -297,10 +299,11 @@ def _train(
         )
     if selects:
         results["best_epoch"] = best_checkpoint.best_epoch
+        results["monitor"] = monitor
         if best_checkpoint.best_epoch == UNTRAINED_EPOCH and is_zero:
             console.print(
                 f"[bold]No epoch beat the untrained model on the validation classes[/] "
-                f"(Recall@1 {100 * best_checkpoint.best_score:.2f} %): {selected} holds the "
+                f"({monitor} {100 * best_checkpoint.best_score:.2f} %): {selected} holds the "
                 "untrained model; try lower learning rates or frozen BatchNorm statistics"
             )
     if trainer.is_global_zero:

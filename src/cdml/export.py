@@ -1,0 +1,114 @@
+"""Export a trained embedding model to ONNX or TorchScript, with a JSON sidecar that says
+how to feed it."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cdml.inference import checkpoint_digest, load_checkpoint
+from cdml.io import atomic_path, write_json
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
+
+
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    format: str = "onnx",
+    image_size: int | None = None,
+) -> dict[str, Any]:
+    """Write the embedding model of ``checkpoint`` to ``out`` and its sidecar to
+    ``out + ".json"``; return the sidecar.
+
+    The model maps ``images`` ``(batch, 3, S, S)`` float32 (NCHW, any batch size) to
+    ``embeddings`` ``(batch, d)``. Its input is the test-time preprocessing of ``cdml embed``,
+    which the sidecar spells out: RGB, shorter side resized to ``resize`` pixels (bilinear,
+    antialiased), centre crop of ``S``, values ``(x / 255 - mean) / std`` per channel.
+
+    Args:
+        checkpoint: a cdml training checkpoint (read with ``weights_only=True``).
+        out: the ``.onnx`` (opset of ``torch.onnx``'s exporter) or TorchScript ``.pt`` file.
+        format: ``"onnx"`` or ``"torchscript"`` (traced; PyTorch deprecates TorchScript in
+            favour of ``torch.export``, but ``torch.jit.load`` still reads it).
+        image_size: ``S``; default the checkpoint's training size.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    model, config = load_checkpoint(checkpoint)
+    size = image_size or config.data.image_size
+    if not isinstance(size, int) or isinstance(size, bool) or size < 16:
+        raise ValueError(f"image_size must be an integer of at least 16, got {size!r}")
+    example = torch.zeros(2, 3, size, size)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        if format == "onnx":
+            _export_onnx(model, example, tmp)
+        else:
+            _export_torchscript(model, example, tmp)
+    with torch.no_grad():
+        embedding_size = int(model(example[:1]).shape[1])
+    sidecar = {
+        "format": format,
+        "file": out.name,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 3, size, size],
+            "dtype": "float32",
+            "layout": "NCHW, RGB",
+            "resize": round(size * config.data.resize_ratio),
+            "crop": size,
+            "scale": "x / 255, then (x - mean) / std per channel",
+            "mean": list(config.data.mean or model.data_config["mean"]),
+            "std": list(config.data.std or model.data_config["std"]),
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", embedding_size],
+            "l2_normalized": bool(config.model.normalize),
+        },
+        "backbone": config.model.backbone,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": checkpoint_digest(checkpoint),
+    }
+    write_json(sidecar_path(out), sidecar)
+    return sidecar
+
+
+def sidecar_path(model_file: str | Path) -> Path:
+    """The JSON sidecar of an exported model file: ``model.onnx`` -> ``model.onnx.json``."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name + ".json")
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"ONNX export needs the package(s) {', '.join(missing)}: pip install 'cdml[export]'"
+        )
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
+        traced = torch.jit.trace(model, example)
+    traced.save(str(path))
