@@ -222,3 +222,42 @@ def test_the_library_indexes_and_searches_what_the_cli_does(checkpoint, tmp_path
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(ValueError, match="bad.npz: not a"):
         load_embeddings(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_similarity_indexes_equal_brute_force(metric, tmp_path):
+    gallery = clustered(600) * np.random.default_rng(6).uniform(0.2, 3, (600, 1)).astype(np.float32)
+    queries = clustered(20, seed=7)
+    g, q = gallery.astype(np.float64), queries.astype(np.float64)
+    if metric == "cosine":
+        g, q = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (g, q))
+    similarity = q @ g.T
+    expected = np.argsort(-similarity, axis=1, kind="stable")[:, :5]
+    flat = GalleryIndex.create(16, metric=metric)
+    flat.add(gallery, [str(i) for i in range(600)])
+    scores, indices = flat.search(queries, 5)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(similarity, expected, 1), atol=1e-4)
+    flat.save(tmp_path / "index")
+    assert GalleryIndex.load(tmp_path / "index").metric == metric
+    for kind in ("ivf", "hnsw"):
+        approximate = GalleryIndex.create(16, kind=kind, metric=metric)
+        approximate.add(gallery, [str(i) for i in range(600)])
+        assert approximate_recall(approximate, flat, queries, k=5) > 0.9
+
+
+def test_a_cosine_index_from_the_command_line(checkpoint, tmp_path, capsys):
+    write_images(tmp_path / "gallery", [0, 1, 2])
+    index = tmp_path / "index"
+    base = ["index", "--checkpoint", str(checkpoint), "--out", str(index)]
+    assert main([*base, "--images", str(tmp_path / "gallery"), "--metric", "cosine"]) == 0
+    assert GalleryIndex.load(index).metric == "cosine"
+    more = [*base, "--images", str(tmp_path / "gallery"), "--extend"]
+    assert main([*more, "--metric", "l2"]) == 2
+    assert "compares by cosine, not l2" in capsys.readouterr().err
+    query = tmp_path / "gallery" / "1.png"
+    argv = ["search", str(query), "--index", str(index), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "-k", "1", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    (nearest,) = result["neighbours"]
+    assert nearest["path"] == str(query) and nearest["similarity"] == pytest.approx(1, abs=1e-4)

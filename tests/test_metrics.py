@@ -205,3 +205,30 @@ def test_nmi_uses_every_point_and_is_deterministic():
 def test_bad_input_raises_value_error(embeddings, labels, kwargs, message):
     with pytest.raises(ValueError, match=message):
         evaluate(embeddings, labels, **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_similarity_metrics_match_brute_force(metric):
+    rng = np.random.default_rng(11)
+    embeddings = rng.normal(size=(300, 8)).astype(np.float32) * rng.uniform(0.2, 3, (300, 1))
+    labels = rng.integers(0, 12, size=300)
+    ks = (1, 2, 4, 8)
+    points = embeddings.astype(np.float64)
+    if metric == "cosine":
+        points /= np.linalg.norm(points, axis=1, keepdims=True)
+    similarity = points @ points.T
+    recall, precisions = {k: 0.0 for k in ks}, []
+    for i in range(300):
+        order = np.lexsort((np.arange(300), -similarity[i]))
+        relevant = labels[order[order != i]] == labels[i]
+        for k in ks:
+            recall[k] += float(relevant[:k].any())
+        r = int(relevant.sum())
+        precisions.append(
+            sum(relevant[: j + 1].sum() / (j + 1) for j in range(r) if relevant[j]) / r
+        )
+    expected = {f"recall@{k}": recall[k] / 300 for k in ks} | {"map@r": np.mean(precisions)}
+    result = evaluate(embeddings, labels, ks=ks, nmi=False, metric=metric)
+    assert_matches(result, expected)
+    if metric == "ip":  # inner product differs from Euclidean order on rows of unequal norm
+        assert evaluate(embeddings, labels, ks=ks, nmi=False)["map@r"] != result["map@r"]

@@ -157,6 +157,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_source(evaluate, allow_images=False, required=False)
     evaluate.add_argument("--ks", type=_parse_ks, help="K values of Recall@K (default 1,2,4,8)")
     evaluate.add_argument("--no-nmi", action="store_true", help="skip the k-means NMI")
+    evaluate.add_argument(
+        "--metric",
+        choices=("l2", "cosine", "ip"),
+        default="l2",
+        help="what ranks neighbours: Euclidean distance (default, the papers'), cosine "
+        "similarity or inner product",
+    )
     evaluate.add_argument("--json", type=Path, metavar="OUT", help="also write the metrics as JSON")
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -193,6 +200,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="flat: exact (default); ivf / hnsw: approximate, for millions of items",
     )
     index.add_argument(
+        "--metric",
+        choices=("l2", "cosine", "ip"),
+        help="l2: Euclidean distance (default); cosine: cosine similarity; ip: inner product",
+    )
+    index.add_argument(
         "--extend", action="store_true", help="add the items not yet indexed to --out's index"
     )
     index.set_defaults(run=_run_index)
@@ -201,7 +213,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "search",
         help="the nearest gallery items of query images",
         description="Embed the query images with the checkpoint the index was built with and "
-        "print their k nearest gallery items with Euclidean distances.",
+        "print their k nearest gallery items with their distances (similarities for an "
+        "index of --metric cosine or ip).",
     )
     search.add_argument("queries", type=Path, nargs="+", metavar="QUERY_IMAGE")
     search.add_argument("--index", type=Path, required=True, help="folder written by cdml index")
@@ -408,8 +421,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         ks = args.ks or dataset_info(args.dataset).ks
     try:
         metrics = evaluate(
-            arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi, progress=True
-        )
+            arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi,
+            metric=args.metric, progress=True,
+        )  # fmt: skip
     except ValueError as error:
         raise UsageError(f"{source}: {error}") from None
     title = f"{source}: {len(arrays['labels'])} embeddings"
@@ -489,7 +503,8 @@ def _run_index(args: argparse.Namespace) -> int:
     if (args.dataset is None) == (args.images is None):
         raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
     gallery, added = index_images(
-        args.checkpoint, args.out, kind=args.kind, extend=args.extend, **_source(args),
+        args.checkpoint, args.out, kind=args.kind, metric=args.metric, extend=args.extend,
+        **_source(args),
         batch_size=args.batch_size, workers=args.workers,
     )  # fmt: skip
     console.print(
@@ -521,7 +536,8 @@ def _run_search(args: argparse.Namespace) -> int:
         console.print(f"[bold]{result['query']}[/bold]")
         for n in result["neighbours"]:
             label = "" if n["label"] < 0 else f"  label {n['label']}"
-            console.print(f"  {n['rank']:>3}  {n['distance']:.4f}  {n['path']}{label}")
+            score = n.get("distance", n.get("similarity"))
+            console.print(f"  {n['rank']:>3}  {score:.4f}  {n['path']}{label}")
     return 0
 
 

@@ -30,6 +30,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from cdml.progress import Progress
 
 DEFAULT_KS = (1, 2, 4, 8)
+METRICS = ("l2", "cosine", "ip")  # how evaluate() ranks neighbours
 # Upper bound on neighbour-table entries held at once (queries in a chunk x neighbours each).
 _CHUNK_ELEMENTS = 1 << 22
 # The most neighbours per query asked of faiss; more are ranked with torch (see _flat_search).
@@ -47,6 +48,7 @@ def evaluate(
     gallery_labels: Any = None,
     seed: int = 0,
     kmeans_iters: int = 20,
+    metric: str = "l2",
     progress: bool = False,
 ) -> dict[str, float]:
     """Evaluate embeddings as the seed papers do.
@@ -62,6 +64,10 @@ def evaluate(
         gallery_labels: ``(m,)`` integer labels of the gallery.
         seed: k-means seed.
         kmeans_iters: k-means iterations (at least 20).
+        metric: what ranks the neighbours: ``"l2"`` Euclidean distance (the papers'),
+            ``"cosine"`` cosine similarity (k-means then clusters the unit vectors) or
+            ``"ip"`` inner product (searched exactly as Euclidean neighbours of augmented
+            vectors, ``[x, sqrt(M^2 - |x|^2)]`` for the gallery and ``[x, 0]`` for queries).
         progress: show the progress of the neighbour search and k-means (see
             :class:`cdml.progress.Progress`).
 
@@ -100,6 +106,13 @@ def evaluate(
             )
     candidates = len(reference) - int(exclude_self)
     ks = _check_ks(ks, candidates)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if metric == "cosine":
+        queries, reference = _unit_rows(queries), _unit_rows(reference)
+    clustered = (queries, reference)
+    if metric == "ip":
+        queries, reference = _inner_product_as_l2(queries, reference)
 
     depth = max(ks, default=0)
     if map_at_r:
@@ -123,9 +136,9 @@ def evaluate(
     results = {f"recall@{k}": hits[k] / len(queries) for k in ks}
     if nmi:
         if exclude_self:
-            points, point_labels = queries, query_labels
+            points, point_labels = clustered[0], query_labels
         else:
-            points = np.concatenate([queries, reference])
+            points = np.concatenate(clustered)
             point_labels = np.concatenate([query_labels, reference_labels])
         results["nmi"] = kmeans_nmi(
             points, point_labels, seed=seed, iters=kmeans_iters, progress=progress
@@ -133,6 +146,20 @@ def evaluate(
     if map_at_r:
         results["map@r"] = average_precision_sum / len(queries)
     return results
+
+
+def _unit_rows(points: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(points, axis=1, keepdims=True)
+    return np.divide(points, norms, out=np.zeros_like(points), where=norms > 0)
+
+
+def _inner_product_as_l2(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Queries ``[q, 0]`` and gallery ``[g, sqrt(M^2 - |g|^2)]`` (``M`` the largest gallery
+    norm): ``|q' - g'|^2 = |q|^2 + M^2 - 2 q.g``, so Euclidean order is inner-product order."""
+    squared = np.einsum("ij,ij->i", gallery, gallery)
+    lift = np.sqrt(np.maximum(squared.max() - squared, 0))[:, None]
+    zeros = np.zeros((len(queries), 1), dtype=queries.dtype)
+    return np.hstack([queries, zeros]), np.hstack([gallery, lift.astype(gallery.dtype)])
 
 
 def kmeans_nmi(

@@ -19,6 +19,9 @@ from cdml.io import write_json
 from cdml.progress import Progress
 
 KINDS = ("flat", "ivf", "hnsw")
+# l2: Euclidean distance, nearest first; cosine: cosine similarity (embeddings L2-normalised
+# on the way in); ip: inner product. The last two rank the most similar first.
+METRICS = ("l2", "cosine", "ip")
 FORMAT_VERSION = 1
 INDEX_FILE, ITEMS_FILE, META_FILE = "index.faiss", "items.npz", "meta.json"
 ADD_CHUNK = 1 << 16  # embeddings added to faiss at a time (for the progress of large galleries)
@@ -56,23 +59,34 @@ class GalleryIndex:
         nprobe: int = 16,
         hnsw_m: int = 32,
         ef_search: int = 128,
+        metric: str = "l2",
     ) -> GalleryIndex:
-        """An empty index for ``dim``-dimensional embeddings. ``nlist`` (IVF) defaults to
-        ``4 sqrt(n)`` of the first batch added."""
+        """An empty index for ``dim``-dimensional embeddings compared by ``metric`` (one of
+        :data:`METRICS`). ``nlist`` (IVF) defaults to ``4 sqrt(n)`` of the first batch
+        added."""
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        gallery = cls(None, kind, {"nlist": nlist, "nprobe": nprobe, "metric": metric})
         if kind == "flat":
-            index: Any = faiss.IndexFlatL2(dim)
+            gallery.index = faiss.IndexFlat(dim, gallery._faiss_metric)
         elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, hnsw_m)
-            index.hnsw.efSearch = ef_search
-        else:
-            index = None  # built when the first embeddings arrive, to size nlist
-        gallery = cls(index, kind, {"nlist": nlist, "nprobe": nprobe})
+            gallery.index = faiss.IndexHNSWFlat(dim, hnsw_m, gallery._faiss_metric)
+            gallery.index.hnsw.efSearch = ef_search
+        # IVF is built when the first embeddings arrive, to size nlist.
         gallery.meta["dim"] = dim
         return gallery
+
+    @property
+    def metric(self) -> str:
+        return str(self.meta.get("metric", "l2"))  # indexes saved before metrics: l2
+
+    @property
+    def _faiss_metric(self) -> int:
+        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
     @property
     def dim(self) -> int:
@@ -125,6 +139,7 @@ class GalleryIndex:
         labels = np.full(len(paths), -1) if labels is None else np.asarray(labels)
         if labels.shape != (len(paths),):
             raise ValueError(f"labels must have shape ({len(paths)},), got {labels.shape}")
+        embeddings = self._prepared(embeddings)
         if self.index is None:
             with Progress("training the IVF index", enabled=progress):
                 self.index = self._train_ivf(embeddings)
@@ -154,16 +169,27 @@ class GalleryIndex:
             )
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Distances ``(q, k)`` float32 (Euclidean, not squared) and gallery indices
-        ``(q, k)`` int64 of each query's ``k`` nearest items, nearest first (``-1`` padding
-        when the gallery holds fewer than ``k``)."""
+        """Scores ``(q, k)`` float32 and gallery indices ``(q, k)`` int64 of each query's
+        ``k`` nearest items, nearest first (``-1`` padding when the gallery holds fewer than
+        ``k``). Scores are Euclidean distances (not squared) for ``l2``, similarities for
+        ``cosine`` and ``ip``."""
         queries = self._check(queries, "queries")
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         if self.index is None or len(self) == 0:
             raise ValueError("the index is empty: add embeddings first")
-        squared, indices = self.index.search(queries, k)
-        return np.sqrt(np.maximum(squared, 0)), indices
+        scores, indices = self.index.search(self._prepared(queries), k)
+        if self.metric == "l2":
+            scores = np.sqrt(np.maximum(scores, 0))
+        return scores, indices
+
+    def _prepared(self, embeddings: np.ndarray) -> np.ndarray:
+        """``embeddings`` as the faiss index takes them: unit rows for ``cosine``."""
+        if self.metric != "cosine":
+            return embeddings
+        embeddings = embeddings.copy()
+        faiss.normalize_L2(embeddings)
+        return embeddings
 
     def save(self, folder: str | Path) -> None:
         """Write ``folder`` (``index.faiss``, ``items.npz``, ``meta.json``) atomically: the
@@ -244,8 +270,8 @@ class GalleryIndex:
     def _train_ivf(self, embeddings: np.ndarray) -> faiss.Index:
         nlist = self.meta.get("nlist") or max(1, int(4 * math.sqrt(len(embeddings))))
         nlist = min(nlist, len(embeddings))
-        quantizer = faiss.IndexFlatL2(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist)
+        quantizer = faiss.IndexFlat(self.dim, self._faiss_metric)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric)
         index.train(embeddings)
         index.nprobe = self.search_width
         self.meta["nlist"] = nlist
@@ -273,16 +299,17 @@ def index_images(
     out: str | Path,
     *,
     kind: str = "flat",
+    metric: str | None = None,
     extend: bool = False,
     progress: bool = True,
     **source: Any,
 ) -> tuple[GalleryIndex, int]:
-    """Embed images with ``checkpoint`` into the index folder ``out``: a new index of ``kind``,
-    or, with ``extend``, the index there (built with the same checkpoint), skipping the
-    paths it holds. ``source`` are :func:`cdml.inference.embed_with_checkpoint`'s
-    (``images=`` or ``dataset=``, ``data_root=``, ``split=``, ...); ``progress`` shows the
-    embedding's and the indexing's. Returns the index, saved, and the number of items
-    added."""
+    """Embed images with ``checkpoint`` into the index folder ``out``: a new index of ``kind``
+    comparing by ``metric`` (default ``l2``), or, with ``extend``, the index there (built
+    with the same checkpoint and, if given, ``metric``), skipping the paths it holds.
+    ``source`` are :func:`cdml.inference.embed_with_checkpoint`'s (``images=`` or
+    ``dataset=``, ``data_root=``, ``split=``, ...); ``progress`` shows the embedding's and the
+    indexing's. Returns the index, saved, and the number of items added."""
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     out = Path(out)
@@ -291,13 +318,17 @@ def index_images(
     if extend:
         gallery = GalleryIndex.load(out)
         gallery.check_checkpoint(digest, str(checkpoint))
+        if metric not in (None, gallery.metric):
+            raise ValueError(f"{out} compares by {gallery.metric}, not {metric}")
     elif out.exists():
         raise ValueError(f"{out} exists; extend it (--extend) or choose another folder")
     skip = frozenset(gallery.paths) if gallery is not None else frozenset()
     arrays = embed_with_checkpoint(checkpoint, skip=skip, progress=progress, **source)
     paths = arrays["paths"].tolist()
     if gallery is None:
-        gallery = GalleryIndex.create(arrays["embeddings"].shape[1], kind=kind)
+        gallery = GalleryIndex.create(
+            arrays["embeddings"].shape[1], kind=kind, metric=metric or "l2"
+        )
         gallery.meta["checkpoint"] = str(checkpoint)
     if paths:
         gallery.add(
@@ -317,7 +348,8 @@ def search_images(
 ) -> list[dict[str, Any]]:
     """The ``k`` nearest gallery items of each query image, embedded with ``checkpoint``
     (the index's own): per query ``{"query", "neighbours": [{"rank", "path", "label",
-    "distance"}, ...]}``, nearest first. ``width`` sets :attr:`GalleryIndex.search_width`."""
+    "distance"}, ...]}`` (``"similarity"`` instead of ``"distance"`` for the cosine and
+    inner-product metrics), nearest first. ``width`` sets :attr:`GalleryIndex.search_width`."""
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)
@@ -328,7 +360,8 @@ def search_images(
     if missing:
         raise FileNotFoundError(f"no such query image: {', '.join(missing)}")
     embedded = embed_with_checkpoint(checkpoint, images=list(queries), progress=False)
-    distances, indices = gallery.search(embedded["embeddings"], k)
+    scores, indices = gallery.search(embedded["embeddings"], k)
+    score = "distance" if gallery.metric == "l2" else "similarity"
     return [
         {
             "query": str(query),
@@ -337,11 +370,11 @@ def search_images(
                     "rank": rank + 1,
                     "path": gallery.paths[i],
                     "label": int(gallery.labels[i]),
-                    "distance": float(d),
+                    score: float(d),
                 }  # fmt: skip
-                for rank, (i, d) in enumerate(zip(row_indices, row_distances, strict=True))
+                for rank, (i, d) in enumerate(zip(row_indices, row_scores, strict=True))
                 if i >= 0
             ],
         }
-        for query, row_indices, row_distances in zip(queries, indices, distances, strict=True)
+        for query, row_indices, row_scores in zip(queries, indices, scores, strict=True)
     ]
