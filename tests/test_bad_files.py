@@ -10,14 +10,6 @@ from PIL import Image
 
 from cdml.cli import main
 
-TINY = [
-    "--dataset", "digits", "--loss", "facility", "--image-size", "16",
-    "--backbone", "test_resnet", "--set", "model.pretrained=false",
-    "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1", "--no-baseline",
-    "--set", "data.val_fraction=0", "--set", "data.max_eval_per_class=4",
-    "--set", "trainer.limit_train_batches=1", "--set", "trainer.progress_bar=false",
-]  # fmt: skip
-
 KINDS = ["missing", "folder", "empty", "random", "truncated", "pickle", "other-kind"]
 SENTINEL = b"the user's own file\n"
 
@@ -32,12 +24,11 @@ class Marker:
 
 
 @pytest.fixture(scope="module")
-def valid(tmp_path_factory):
+def valid(tiny_checkpoint, tmp_path_factory):
     """A trained checkpoint, its run, an index, embeddings, a config, a CSV and an image."""
     root = tmp_path_factory.mktemp("valid")
-    run = root / "run"
-    assert main(["train", *TINY, "--out", str(run)]) == 0
-    checkpoint = run / "checkpoints" / "last.ckpt"
+    checkpoint = tiny_checkpoint
+    run = checkpoint.parent.parent
     images = root / "images"
     images.mkdir()
     for i in range(4):
@@ -142,10 +133,10 @@ def test_a_bad_config_file(kind, valid, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_bad_csv_file(kind, valid, tmp_path, capsys):
+def test_a_bad_csv_file(kind, valid, tiny_run, tmp_path, capsys):
     csv = bad_file(kind, valid["csv"], valid["png"], tmp_path, "list.csv")
     for argv in (
-        ["train", *TINY, "--dataset", "csv", "--data-root", csv, "--out", tmp_path / "run"],
+        ["train", *tiny_run, "--dataset", "csv", "--data-root", csv, "--out", tmp_path / "run"],
         ["embed", "--checkpoint", valid["ckpt"], "--dataset", "csv", "--data-root", csv,
          "--out", tmp_path / "e.npz"],
     ):  # fmt: skip
@@ -235,14 +226,15 @@ def image_list(folder, bad, rows_per_class=3):
 
 
 @pytest.mark.parametrize("kind", ["bomb", "truncated", "empty"])
-def test_a_csv_naming_a_bad_image_is_refused_or_skipped_with_a_report(kind, valid, tmp_path,
-                                                                      capsys):  # fmt: skip
+def test_a_csv_naming_a_bad_image_is_refused_or_skipped_with_a_report(
+    kind, valid, tiny_run, tmp_path, capsys
+):
     image = bad_image(kind, valid, tmp_path)
     csv = image_list(tmp_path, image)
     source = ["--dataset", "csv", "--data-root", csv, "--split", "test"]
     argv = ["embed", "--checkpoint", valid["ckpt"], *source, "--out", tmp_path / "e.npz"]
     check_refused(argv, image, capsys, tmp_path)
-    train = ["train", *TINY, "--dataset", "csv", "--data-root", csv, "--classes-per-batch", "2",
+    train = ["train", *tiny_run, "--dataset", "csv", "--data-root", csv, "--classes-per-batch", "2",
              "--batch-size", "4", "--set", "data.max_eval_per_class=null"]  # fmt: skip
     out = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match=f"skipped unreadable image {image}"):

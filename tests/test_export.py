@@ -12,22 +12,12 @@ from torchvision.transforms import v2
 from cdml.cli import main
 from cdml.data import load_dataset
 
-TINY = [
-    "--dataset", "digits", "--loss", "facility", "--image-size", "16",
-    "--backbone", "test_resnet", "--set", "model.pretrained=false",
-    "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1", "--no-baseline",
-    "--set", "data.val_fraction=0", "--set", "data.max_eval_per_class=4",
-    "--set", "trainer.limit_train_batches=1", "--set", "trainer.progress_bar=false",
-]  # fmt: skip
-
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
+def embedded(tiny_checkpoint, tmp_path_factory):
     """A trained checkpoint and `cdml embed`'s embeddings of the digits test images."""
-    root = tmp_path_factory.mktemp("export")
-    assert main(["train", *TINY, "--out", str(root / "run")]) == 0
-    checkpoint = root / "run" / "checkpoints" / "last.ckpt"
-    npz = root / "test.npz"
+    checkpoint = tiny_checkpoint
+    npz = tmp_path_factory.mktemp("export") / "test.npz"
     argv = ["embed", "--checkpoint", checkpoint, "--dataset", "digits", "--out", npz]
     assert main([str(a) for a in argv]) == 0
     with np.load(npz) as arrays:

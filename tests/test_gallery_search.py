@@ -111,20 +111,9 @@ def test_a_failed_save_keeps_the_previous_index(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
 
 
-TINY = [
-    "--dataset", "digits", "--loss", "facility", "--image-size", "16",
-    "--backbone", "test_resnet", "--set", "model.pretrained=false",
-    "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1", "--no-baseline",
-    "--set", "data.val_fraction=0", "--set", "data.max_eval_per_class=20",
-    "--set", "trainer.limit_train_batches=1", "--set", "trainer.progress_bar=false",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert main(["train", *TINY, "--out", str(out)]) == 0
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def write_images(folder, values):

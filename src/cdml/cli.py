@@ -18,6 +18,7 @@ import numpy as np
 from cdml import __version__
 from cdml.data import DATASETS, dataset_info
 from cdml.losses import METHODS, VIEWS
+from cdml.metrics import METRICS
 
 # Command-line flags of `cdml train` and the config keys they set.
 TRAIN_FLAGS = {
@@ -159,7 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-nmi", action="store_true", help="skip the k-means NMI")
     evaluate.add_argument(
         "--metric",
-        choices=("l2", "cosine", "ip"),
+        choices=METRICS,
         default="l2",
         help="what ranks neighbours: Euclidean distance (default, the papers'), cosine "
         "similarity or inner product",
@@ -201,7 +202,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument(
         "--metric",
-        choices=("l2", "cosine", "ip"),
+        choices=METRICS,
         help="l2: Euclidean distance (default); cosine: cosine similarity; ip: inner product",
     )
     index.add_argument(

@@ -16,12 +16,12 @@ import faiss
 import numpy as np
 
 from cdml.io import write_json
+from cdml.metrics import METRICS
 from cdml.progress import Progress
 
 KINDS = ("flat", "ivf", "hnsw")
-# l2: Euclidean distance, nearest first; cosine: cosine similarity (embeddings L2-normalised
-# on the way in); ip: inner product. The last two rank the most similar first.
-METRICS = ("l2", "cosine", "ip")
+# METRICS: l2 ranks by Euclidean distance, nearest first; cosine by cosine similarity
+# (embeddings L2-normalised on the way in); ip by inner product, the most similar first.
 FORMAT_VERSION = 1
 INDEX_FILE, ITEMS_FILE, META_FILE = "index.faiss", "items.npz", "meta.json"
 ADD_CHUNK = 1 << 16  # embeddings added to faiss at a time (for the progress of large galleries)
