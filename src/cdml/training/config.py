@@ -109,6 +109,12 @@ class TrainerConfig:
     # The validation metric that chooses the best checkpoint (higher is better, as every
     # metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi or val/map@r.
     monitor: str = "val/recall@1"
+    # Experiment trackers (Lightning's loggers): csv, tensorboard (logs/version_N/), wandb
+    # (W&B's settings, e.g. WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else an SQLite
+    # store, the run folder's mlflow.db).
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    # Multi-GPU runs: BatchNorm statistics over every device's batch (not with freeze_bn).
+    sync_batchnorm: bool = False
 
 
 @dataclass
@@ -237,6 +243,9 @@ def check_ranges(config: RunConfig) -> None:
         raise bad("eval.ks", config.eval.ks, "positive")
     if t.monitor not in MONITORED:
         raise bad("trainer.monitor", t.monitor, f"one of {', '.join(MONITORED)}")
+    from cdml.training.loggers import check_loggers
+
+    check_loggers(t.loggers)
 
 
 def _devices_ok(devices: int | str) -> bool:

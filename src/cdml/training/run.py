@@ -16,7 +16,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
@@ -27,6 +26,7 @@ from cdml.models import EmbeddingModel
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
 from cdml.training.config import RunConfig, load_config, resolve_defaults
 from cdml.training.datamodule import MetricLearningDataModule
+from cdml.training.loggers import create_loggers
 from cdml.training.module import MetricLearningModule
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -36,7 +36,7 @@ BEST_CHECKPOINT = "best.ckpt"
 RESUMABLE = frozenset({
     "out", "trainer.epochs", "trainer.progress_bar", "trainer.log_every_n_steps",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "trainer.precision", "data.num_workers", "eval.ks", "eval.nmi",
+    "trainer.precision", "trainer.loggers", "data.num_workers", "eval.ks", "eval.nmi",
 })  # fmt: skip
 
 
@@ -363,10 +363,8 @@ def _trainer(config: RunConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
         limit_train_batches=t.limit_train_batches,
         log_every_n_steps=t.log_every_n_steps,
         callbacks=callbacks,
-        logger=[
-            CSVLogger(out, name="logs", version=version),
-            TensorBoardLogger(out, name="logs", version=version, default_hp_metric=False),
-        ],
+        logger=create_loggers(t.loggers, out, version),
+        sync_batchnorm=t.sync_batchnorm,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,
