@@ -16,6 +16,19 @@ def test_unknown_or_uninstalled_loggers_are_refused_by_name(monkeypatch):
         check_loggers(["absent"])
 
 
+def test_mlflow_without_a_store_it_can_open_is_refused_before_any_work(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: object() if name == "mlflow" else
+        (None if name == "sqlalchemy" else real(name))
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="mlflow's default store"):
+        check_loggers(["mlflow"])
+
+
 def test_the_csv_logger_alone(tiny_run, tmp_path):
     out = tmp_path / "run"
     assert main(["train", *tiny_run, "--set", "trainer.loggers=[csv]", "--out", str(out)]) == 0

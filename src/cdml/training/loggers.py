@@ -60,6 +60,13 @@ def check_loggers(names: Sequence[str]) -> None:
             raise ValueError(
                 f"trainer.loggers: {name} needs the package {package} (pip install it)"
             )
+        default_store = name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI")
+        if default_store and importlib.util.find_spec("sqlalchemy") is None:
+            raise ValueError(
+                "trainer.loggers: mlflow's default store (mlflow.db in the run folder) needs "
+                "the full mlflow package (sqlalchemy); pip install mlflow, or set "
+                "MLFLOW_TRACKING_URI"
+            )
 
 
 def create_loggers(names: Sequence[str], out: Path, version: str) -> list[Logger]:
