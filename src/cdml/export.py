@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from cdml.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cdml.inference import checkpoint_digest, load_checkpoint
 from cdml.io import atomic_path, write_json
+from cdml.training.config import MIN_IMAGE_SIZE
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
@@ -42,8 +44,10 @@ def export_model(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     model, config = load_checkpoint(checkpoint)
     size = image_size or config.data.image_size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 16:
-        raise ValueError(f"image_size must be an integer of at least 16, got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be an integer of at least {MIN_IMAGE_SIZE}, got {size!r}"
+        )
     example = torch.zeros(2, 3, size, size)
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -64,8 +68,9 @@ def export_model(
             "resize": round(size * config.data.resize_ratio),
             "crop": size,
             "scale": "x / 255, then (x - mean) / std per channel",
-            "mean": list(config.data.mean or model.data_config["mean"]),
-            "std": list(config.data.std or model.data_config["std"]),
+            # As cdml.training.datamodule.transforms_of: the run's, else ImageNet's.
+            "mean": list(config.data.mean or IMAGENET_MEAN),
+            "std": list(config.data.std or IMAGENET_STD),
         },
         "output": {
             "name": OUTPUT_NAME,
