@@ -8,7 +8,11 @@ from cdml.metrics import evaluate, kmeans_nmi, nearest_neighbours
 
 
 def brute_force(queries, query_labels, gallery, gallery_labels, ks, exclude_self):
-    """Literal Recall@K and MAP@R: full float64 distance matrix, ties by lower index."""
+    """Literal Recall@K and MAP@R: full float64 distance matrix, ties by lower index.
+
+    ``exclude_self``: True (query i is gallery item i), False, or each query's own gallery
+    index (-1: none), left out of its ranking."""
+    own = np.arange(len(queries)) if exclude_self is True else exclude_self
     queries = np.asarray(queries, dtype=np.float64)
     gallery = np.asarray(gallery, dtype=np.float64)
     recall = {k: 0.0 for k in ks}
@@ -16,8 +20,8 @@ def brute_force(queries, query_labels, gallery, gallery_labels, ks, exclude_self
     for i, (query, label) in enumerate(zip(queries, query_labels, strict=True)):
         distances = ((gallery - query) ** 2).sum(axis=1)
         order = np.lexsort((np.arange(len(gallery)), distances))
-        if exclude_self:
-            order = order[order != i]
+        if own is not False:
+            order = order[order != own[i]]
         relevant = gallery_labels[order] == label
         for k in ks:
             recall[k] += float(relevant[:k].any())
@@ -125,6 +129,83 @@ def test_query_identical_to_gallery_item_is_not_excluded():
     assert result["map@r"] == pytest.approx(0.5)  # R=2: hit at rank 1, next hit at rank 4
 
 
+def query_gallery_split(rng, n):
+    """Random OML-style roles: items that query, that are searched, that are both, neither."""
+    role = rng.integers(0, 4, size=n)  # 0 query, 1 gallery, 2 both, 3 neither
+    return np.isin(role, (0, 2)), np.isin(role, (1, 2))
+
+
+def test_query_and_gallery_marks_match_brute_force():
+    rng = np.random.default_rng(8)
+    embeddings, labels = clustered(rng, num_classes=10, per_class=30, dim=6, spread=1.0)
+    is_query, is_gallery = query_gallery_split(rng, len(labels))
+    ks = (1, 2, 4, 8)
+    result = evaluate(
+        embeddings, labels, ks=ks, is_query=is_query, is_gallery=is_gallery, nmi=False
+    )
+    position = np.cumsum(is_gallery) - 1
+    own = np.where(is_gallery, position, -1)[is_query]
+    expected = brute_force(
+        embeddings[is_query], labels[is_query], embeddings[is_gallery], labels[is_gallery],
+        ks, own,
+    )  # fmt: skip
+    assert_matches(result, expected)
+
+
+def test_every_item_both_query_and_gallery_is_the_papers_protocol():
+    rng = np.random.default_rng(9)
+    embeddings, labels = clustered(rng, num_classes=8, per_class=10, dim=5, spread=1.0)
+    everyone = np.ones(len(labels), bool)
+    marked = evaluate(embeddings, labels, is_query=everyone, is_gallery=everyone)
+    assert marked == evaluate(embeddings, labels)
+
+
+def test_query_whose_only_positive_is_itself_raises():
+    embeddings = np.arange(8, dtype=np.float32)[:, None]
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    is_gallery = np.array([1, 1, 1, 1, 1, 0, 1, 1], bool)
+    with pytest.raises(ValueError, match="1 of 8 queries .* labels \\[2\\]"):
+        evaluate(embeddings, labels, is_query=np.ones(8, bool), is_gallery=is_gallery)
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_per_category_metrics_are_those_of_the_category_queries(marked):
+    rng = np.random.default_rng(10)
+    embeddings, labels = clustered(rng, num_classes=12, per_class=20, dim=6, spread=1.2)
+    categories = np.where(labels < 5, "shoes", "bags")  # a category holds whole classes
+    is_query, is_gallery = query_gallery_split(rng, len(labels))
+    if not marked:
+        is_query = is_gallery = np.ones(len(labels), bool)
+    ks = (1, 4)
+    roles = {"is_query": is_query, "is_gallery": is_gallery} if marked else {}
+    result = evaluate(embeddings, labels, ks=ks, categories=categories, **roles)
+    position = np.cumsum(is_gallery) - 1
+    own = np.where(is_gallery, position, -1)
+    for category in ("bags", "shoes"):
+        chosen = is_query & (categories == category)
+        expected = brute_force(
+            embeddings[chosen], labels[chosen], embeddings[is_gallery], labels[is_gallery],
+            ks, own[chosen],
+        )  # fmt: skip
+        assert_matches({k.split("/")[0]: v for k, v in result.items() if category in k}, expected)
+    assert list(result)[:4] == ["recall@1", "recall@4", "nmi", "map@r"]
+    assert "nmi/shoes" not in result
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (a GPU search test)")
+@pytest.mark.parametrize("grid", [3, 1000])
+def test_search_on_cuda_equals_search_on_cpu(grid):
+    # Integer points: distances exact in float32 on both devices, ties included (grid 3).
+    rng = np.random.default_rng(12)
+    embeddings = rng.integers(0, grid, size=(3000, 4)).astype(np.float32)
+    labels = rng.integers(0, 20, size=3000)
+    cpu = nearest_neighbours(embeddings, embeddings, k=50, exclude_self=True)
+    cuda = nearest_neighbours(embeddings, embeddings, k=50, exclude_self=True, device="cuda")
+    np.testing.assert_array_equal(cuda, cpu)
+    on_gpu = torch.from_numpy(embeddings).cuda()
+    assert evaluate(on_gpu, labels, nmi=False) == evaluate(embeddings, labels, nmi=False)
+
+
 def test_torch_and_numpy_inputs_agree():
     rng = np.random.default_rng(0)
     embeddings, labels = clustered(rng, num_classes=8, per_class=10, dim=5, spread=1.0)
@@ -192,7 +273,7 @@ def test_nmi_uses_every_point_and_is_deterministic():
             np.zeros((2, 2)),
             np.array([0, 9]),
             {"gallery": np.zeros((3, 2)), "gallery_labels": np.array([0, 0, 1])},
-            "no item in the gallery",
+            "no other gallery item of their label",
         ),
         (
             np.zeros((2, 2)),
@@ -200,6 +281,31 @@ def test_nmi_uses_every_point_and_is_deterministic():
             {"gallery": np.zeros((3, 5)), "gallery_labels": np.array([0, 0, 1])},
             "dimension",
         ),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"is_query": np.ones(4, bool)}, "together"),
+        (
+            np.zeros((4, 2)),
+            np.array([0, 0, 1, 1]),
+            {"is_query": np.ones(4), "is_gallery": np.ones(4, bool)},
+            "is_query must be 4 booleans",
+        ),
+        (
+            np.zeros((4, 2)),
+            np.array([0, 0, 1, 1]),
+            {"is_query": np.zeros(4, bool), "is_gallery": np.ones(4, bool)},
+            "is_query: no item",
+        ),
+        (
+            np.zeros((4, 2)),
+            np.array([0, 0, 1, 1]),
+            {
+                "gallery": np.zeros((4, 2)),
+                "gallery_labels": np.array([0, 0, 1, 1]),
+                "is_query": np.ones(4, bool),
+                "is_gallery": np.ones(4, bool),
+            },
+            "not both",
+        ),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"categories": ["a"] * 3}, "categories"),
     ],
 )
 def test_bad_input_raises_value_error(embeddings, labels, kwargs, message):

@@ -404,9 +404,9 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from cdml.console import console, metrics_table
+    from cdml.console import by_category, console, metrics_table
     from cdml.io import write_json
-    from cdml.metrics import DEFAULT_KS, evaluate
+    from cdml.metrics import DEFAULT_KS, ITEM_MARKS, evaluate
 
     if (args.embeddings is None) == (args.checkpoint is None):
         raise UsageError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
@@ -420,15 +420,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     else:
         arrays, source = _embed_from_checkpoint(args), f"{args.checkpoint} on {args.dataset}"
         ks = args.ks or dataset_info(args.dataset).ks
+    marks = {name: arrays[name] for name in ITEM_MARKS if name in arrays}
     try:
         metrics = evaluate(
             arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi,
-            metric=args.metric, progress=True,
+            metric=args.metric, progress=True, **marks,
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(f"{source}: {error}") from None
     title = f"{source}: {len(arrays['labels'])} embeddings"
+    if "is_query" in marks:
+        title += f", {marks['is_query'].sum()} queries in a gallery of {marks['is_gallery'].sum()}"
     console.print(metrics_table({"model": metrics}, title=title))
+    if "categories" in marks:
+        console.print(metrics_table(by_category(metrics), title="per category of the queries"))
     if args.json:
         write_json(args.json, metrics)
         console.print(f"metrics written to {args.json}")

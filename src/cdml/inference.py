@@ -115,8 +115,9 @@ def embed_with_checkpoint(
 
     Returns the arrays ``cdml embed`` writes: ``embeddings`` ``(n, d)`` float32 and
     ``paths`` ``(n,)`` (in-memory datasets name their items ``dataset/split/i``), plus for a
-    dataset ``labels`` ``(n,)`` and ``dataset``, ``split``, ``data_root``. Items whose path
-    is in ``skip`` are left out before embedding (extending an index).
+    dataset ``labels`` ``(n,)``, ``dataset``, ``split``, ``data_root`` and the split's
+    ``evaluation`` arrays (``is_query``, ``is_gallery``, ``categories``) where it has them.
+    Items whose path is in ``skip`` are left out before embedding (extending an index).
     """
     from cdml.training.datamodule import transforms_of
 
@@ -137,6 +138,7 @@ def embed_with_checkpoint(
         if paths is None:
             paths = [f"{dataset}/{split}/{i}" for i in range(len(items))]
         keep = [i for i, path in enumerate(paths) if str(path) not in skip]
+        marks = {name: values[keep] for name, values in items.evaluation.items()}
         items, paths = Subset(items, keep), [str(paths[i]) for i in keep]
         source = {"dataset": dataset, "split": split, "data_root": str(data_root or "")}
         arrays = {k: np.array(v) for k, v in source.items()}
@@ -145,7 +147,7 @@ def embed_with_checkpoint(
     embeddings, labels = embed(model, items, batch_size, workers, progress=progress)
     arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
     if dataset is not None:
-        arrays["labels"] = labels
+        arrays.update(labels=labels, **marks)
     return arrays
 
 

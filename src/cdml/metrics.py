@@ -10,7 +10,8 @@ The protocol (METHODS.md section 5):
   ``MAP@R = mean_q (1/R) sum_{i<=R} P(i) rel(i)``.
 
 Neighbours and k-means run through faiss (exact flat index; torch for thousands of
-neighbours). Queries are processed in chunks so memory stays bounded (no n x n matrix).
+neighbours, and on the GPU of CUDA embeddings). Queries are processed in chunks so memory
+stays bounded (no n x n matrix).
 Neighbours are ranked by distance, ties by the lower gallery index, so results are
 deterministic.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -31,6 +33,8 @@ from cdml.progress import Progress
 
 DEFAULT_KS = (1, 2, 4, 8)
 METRICS = ("l2", "cosine", "ip")  # how evaluate() ranks neighbours
+# The per-item keywords of evaluate() that a dataset or an embeddings file may carry.
+ITEM_MARKS = ("is_query", "is_gallery", "categories")
 # Upper bound on neighbour-table entries held at once (queries in a chunk x neighbours each).
 _CHUNK_ELEMENTS = 1 << 22
 # The most neighbours per query asked of faiss; more are ranked with torch (see _flat_search).
@@ -46,12 +50,21 @@ def evaluate(
     *,
     gallery: Any = None,
     gallery_labels: Any = None,
+    is_query: Any = None,
+    is_gallery: Any = None,
+    categories: Any = None,
     seed: int = 0,
     kmeans_iters: int = 20,
     metric: str = "l2",
+    device: str | torch.device | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
     """Evaluate embeddings as the seed papers do.
+
+    Three protocols: every item queries all the others (the papers'); the ``embeddings``
+    query a separate ``gallery``; or, as open-metric-learning's CSVs say, the items marked
+    ``is_query`` query those marked ``is_gallery`` (in-shop retrieval), an item that is both
+    never retrieving itself.
 
     Args:
         embeddings: ``(n, d)`` real array or tensor; the queries when ``gallery`` is given.
@@ -60,92 +73,193 @@ def evaluate(
         nmi: compute NMI of k-means (k = number of distinct labels) against the labels.
         map_at_r: compute MAP@R.
         gallery: optional ``(m, d)`` gallery; queries are then searched in it and nothing is
-            excluded (in-shop protocol). NMI is then computed over queries and gallery together.
+            excluded. NMI is then computed over queries and gallery together.
         gallery_labels: ``(m,)`` integer labels of the gallery.
+        is_query, is_gallery: optional ``(n,)`` booleans, given together (not with
+            ``gallery``): which items query and which are searched. NMI is then computed over
+            the items that are either.
+        categories: optional ``(n,)`` category per item (strings or integers); the retrieval
+            metrics are then also reported per category of the queries, as
+            ``"recall@1/<category>"`` after the overall ones.
         seed: k-means seed.
         kmeans_iters: k-means iterations (at least 20).
         metric: what ranks the neighbours: ``"l2"`` Euclidean distance (the papers'),
             ``"cosine"`` cosine similarity (k-means then clusters the unit vectors) or
             ``"ip"`` inner product (searched exactly as Euclidean neighbours of augmented
             vectors, ``[x, sqrt(M^2 - |x|^2)]`` for the gallery and ``[x, 0]`` for queries).
+        device: where the exact neighbour search runs: ``None`` (default) the embeddings'
+            own device (a CUDA tensor is searched on its GPU with torch, in chunks; anything
+            else on the CPU with faiss), or a torch device name. The ranking and its tie rule
+            are the same everywhere.
         progress: show the progress of the neighbour search and k-means (see
             :class:`cdml.progress.Progress`).
 
     Returns:
-        ``{"recall@K": ..., "nmi": ..., "map@r": ...}`` as floats in [0, 1], keys in that order.
+        ``{"recall@K": ..., "nmi": ..., "map@r": ...}`` as floats in [0, 1], keys in that
+        order, then the per-category metrics when ``categories`` are given.
 
     Raises:
-        ValueError: bad shapes or dtypes, NaN or inf, a label with fewer than two items (or, with
-            a gallery, a query label absent from the gallery), or K larger than the candidates.
+        ValueError: bad shapes or dtypes, NaN or inf, a query with no other item of its label
+            to retrieve, or K larger than the candidates.
     """
-    queries = as_embeddings(embeddings, "embeddings", min_rows=1 if gallery is not None else 2)
-    query_labels = as_labels(labels, len(queries))
-    if (gallery is None) != (gallery_labels is None):
-        raise ValueError("gallery and gallery_labels must be given together")
+    device = torch.device(device) if device is not None else _device_of(embeddings)
     if kmeans_iters < 20:
         raise ValueError(f"kmeans_iters must be at least 20, got {kmeans_iters}")
-    if gallery is None:
-        exclude_self = True
-        reference, reference_labels = queries, query_labels
-        _require_two_per_label(query_labels, "labels")
-        same_label_counts = _label_counts(query_labels, query_labels) - 1
-    else:
-        exclude_self = False
-        reference = as_embeddings(gallery, "gallery")
-        reference_labels = as_labels(gallery_labels, len(reference), "gallery_labels")
-        if reference.shape[1] != queries.shape[1]:
-            raise ValueError(
-                f"embeddings have dimension {queries.shape[1]} but gallery has {reference.shape[1]}"
-            )
-        same_label_counts = _label_counts(query_labels, reference_labels)
-        absent = np.unique(query_labels[same_label_counts == 0])
-        if absent.size:
-            raise ValueError(
-                f"{absent.size} query label(s) have no item in the gallery, e.g. "
-                f"{absent[:5].tolist()}"
-            )
-    candidates = len(reference) - int(exclude_self)
-    ks = _check_ks(ks, candidates)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    task = _retrieval_task(
+        embeddings, labels, gallery, gallery_labels, is_query, is_gallery, categories
+    )
+    queries, reference = task.queries, task.reference
+    candidates = len(reference) - int(task.own is not None)
+    ks = _check_ks(ks, candidates)
     if metric == "cosine":
         queries, reference = _unit_rows(queries), _unit_rows(reference)
-    clustered = (queries, reference)
+        task.clustered = _unit_rows(task.clustered)
     if metric == "ip":
         queries, reference = _inner_product_as_l2(queries, reference)
 
     depth = max(ks, default=0)
     if map_at_r:
-        depth = max(depth, int(same_label_counts.max()))
-    hits = {k: 0 for k in ks}
-    average_precision_sum = 0.0
+        depth = max(depth, int(task.positives.max()))
+    per_query: dict[str, np.ndarray] = {}
     if depth:
+        hits = {k: np.zeros(len(queries), bool) for k in ks}
+        precision = np.zeros(len(queries))
+        chunks = _neighbour_chunks(queries, reference, depth, task.own, device)
         with Progress("neighbours", total=len(queries), enabled=progress) as bar:
-            for start, neighbours in _neighbour_chunks(queries, reference, depth, exclude_self):
+            for start, neighbours in chunks:
                 stop = start + len(neighbours)
-                relevant = reference_labels[neighbours] == query_labels[start:stop, None]
+                relevant = task.reference_labels[neighbours] == task.query_labels[start:stop, None]
                 for k in ks:
-                    hits[k] += int(relevant[:, :k].any(axis=1).sum())
+                    hits[k][start:stop] = relevant[:, :k].any(axis=1)
                 if map_at_r:
-                    r = same_label_counts[start:stop]
-                    average_precision_sum += float(
-                        _average_precision_at_r(relevant[:, : r.max()], r).sum()
-                    )
+                    r = task.positives[start:stop]
+                    precision[start:stop] = _average_precision_at_r(relevant[:, : r.max()], r)
                 bar.advance(len(neighbours))
+        per_query = {f"recall@{k}": hits[k] for k in ks}
+        if map_at_r:
+            per_query["map@r"] = precision
 
-    results = {f"recall@{k}": hits[k] / len(queries) for k in ks}
+    results = {name: float(per_query[name].mean()) for name in per_query if name != "map@r"}
     if nmi:
-        if exclude_self:
-            points, point_labels = clustered[0], query_labels
-        else:
-            points = np.concatenate(clustered)
-            point_labels = np.concatenate([query_labels, reference_labels])
         results["nmi"] = kmeans_nmi(
-            points, point_labels, seed=seed, iters=kmeans_iters, progress=progress
-        )
+            task.clustered, task.clustered_labels, seed=seed, iters=kmeans_iters,
+            progress=progress,
+        )  # fmt: skip
     if map_at_r:
-        results["map@r"] = average_precision_sum / len(queries)
+        results["map@r"] = float(per_query["map@r"].mean())
+    if task.query_categories is not None:
+        for category in np.unique(task.query_categories):
+            chosen = task.query_categories == category
+            for name, values in per_query.items():
+                results[f"{name}/{category}"] = float(values[chosen].mean())
     return results
+
+
+@dataclass
+class _RetrievalTask:
+    """Who queries whom: ``queries`` ``(q, d)`` searched in ``reference`` ``(m, d)``;
+    ``own`` ``(q,)`` the reference index of each query's own item (-1: not in it), None when
+    no query is in the reference; ``positives`` ``(q,)`` how many other reference items share
+    each query's label; ``clustered`` the points (and labels) NMI's k-means clusters."""
+
+    queries: np.ndarray
+    query_labels: np.ndarray
+    reference: np.ndarray
+    reference_labels: np.ndarray
+    own: np.ndarray | None
+    positives: np.ndarray
+    clustered: np.ndarray
+    clustered_labels: np.ndarray
+    query_categories: np.ndarray | None
+
+
+def _retrieval_task(
+    embeddings: Any,
+    labels: Any,
+    gallery: Any,
+    gallery_labels: Any,
+    is_query: Any,
+    is_gallery: Any,
+    categories: Any,
+) -> _RetrievalTask:
+    if (gallery is None) != (gallery_labels is None):
+        raise ValueError("gallery and gallery_labels must be given together")
+    if (is_query is None) != (is_gallery is None):
+        raise ValueError("is_query and is_gallery must be given together")
+    if gallery is not None and is_query is not None:
+        raise ValueError("give either a gallery or is_query/is_gallery, not both")
+    items = as_embeddings(embeddings, "embeddings", min_rows=1 if gallery is not None else 2)
+    item_labels = as_labels(labels, len(items))
+    item_categories = None if categories is None else _as_categories(categories, len(items))
+    if gallery is not None:
+        reference = as_embeddings(gallery, "gallery")
+        if reference.shape[1] != items.shape[1]:
+            raise ValueError(
+                f"embeddings have dimension {items.shape[1]} but gallery has {reference.shape[1]}"
+            )
+        reference_labels = as_labels(gallery_labels, len(reference), "gallery_labels")
+        queries, query_labels, own = items, item_labels, None
+        clustered = np.concatenate([items, reference])
+        clustered_labels = np.concatenate([item_labels, reference_labels])
+        query_categories = item_categories
+    elif is_query is not None:
+        query_mask = _as_mask(is_query, len(items), "is_query")
+        gallery_mask = _as_mask(is_gallery, len(items), "is_gallery")
+        queries, query_labels = items[query_mask], item_labels[query_mask]
+        reference, reference_labels = items[gallery_mask], item_labels[gallery_mask]
+        position = np.cumsum(gallery_mask) - 1
+        own = np.where(gallery_mask, position, -1)[query_mask]
+        own = own if (own >= 0).any() else None
+        either = query_mask | gallery_mask
+        clustered, clustered_labels = items[either], item_labels[either]
+        query_categories = None if item_categories is None else item_categories[query_mask]
+    else:
+        _require_two_per_label(item_labels, "labels")
+        queries = reference = clustered = items
+        query_labels = reference_labels = clustered_labels = item_labels
+        own = np.arange(len(items))
+        query_categories = item_categories
+    positives = _label_counts(query_labels, reference_labels)
+    if own is not None:
+        positives -= own >= 0
+    lonely = np.flatnonzero(positives == 0)
+    if lonely.size:
+        raise ValueError(
+            f"{lonely.size} of {len(queries)} queries have no other gallery item of their "
+            f"label to retrieve, e.g. labels {np.unique(query_labels[lonely])[:5].tolist()}"
+        )
+    return _RetrievalTask(
+        queries, query_labels, reference, reference_labels, own, positives,
+        clustered, clustered_labels, query_categories,
+    )  # fmt: skip
+
+
+def _as_mask(value: Any, n: int, name: str) -> np.ndarray:
+    array = _to_numpy(value, name)
+    if array.shape != (n,) or array.dtype != np.bool_:
+        raise ValueError(
+            f"{name} must be {n} booleans (one per embedding), got {array.dtype} of shape "
+            f"{array.shape}"
+        )
+    if not array.any():
+        raise ValueError(f"{name}: no item is marked")
+    return array
+
+
+def _as_categories(value: Any, n: int) -> np.ndarray:
+    array = _to_numpy(value, "categories")
+    if array.shape != (n,):
+        raise ValueError(
+            f"categories must have shape ({n},) (one per embedding), got shape {array.shape}"
+        )
+    return array.astype(np.str_)
+
+
+def _device_of(embeddings: Any) -> torch.device:
+    device = getattr(embeddings, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def _unit_rows(points: np.ndarray) -> np.ndarray:
@@ -210,34 +324,43 @@ def _kmeans_seconds(points: np.ndarray, clusters: int, iters: int, sample: int =
 
 
 def nearest_neighbours(
-    queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool = False
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    exclude_self: bool = False,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Indices ``(nq, k)`` of each query's k nearest gallery items (Euclidean).
 
     Ranked by distance, ties by the lower gallery index. With ``exclude_self`` the queries are
-    the gallery and each query's own index is left out. Inputs are float32 ``(nq, d)``/``(m, d)``.
+    the gallery and each query's own index is left out. Inputs are float32 ``(nq, d)``/``(m, d)``;
+    ``device`` is where the search runs (see :func:`evaluate`).
     """
+    own = np.arange(len(queries)) if exclude_self else None
     out = np.empty((len(queries), k), dtype=np.int64)
-    for start, neighbours in _neighbour_chunks(queries, gallery, k, exclude_self):
+    for start, neighbours in _neighbour_chunks(queries, gallery, k, own, torch.device(device)):
         out[start : start + len(neighbours)] = neighbours
     return out
 
 
 def _neighbour_chunks(
-    queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    own: np.ndarray | None,
+    device: torch.device,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(start, neighbours)`` for consecutive query chunks, neighbours ``(rows, k)``."""
-    width = k + int(exclude_self)  # ranked items needed per query, its own index included
+    """Yield ``(start, neighbours)`` for consecutive query chunks, neighbours ``(rows, k)``;
+    ``own`` ``(nq,)`` is each query's own gallery index, left out (-1: none), or None."""
+    width = k + int(own is not None)  # ranked items needed per query, its own index included
     # One more than needed, to see whether the cut falls inside a run of tied distances.
     search_k = min(width + 1, len(gallery))
-    search = _flat_search(gallery, search_k)
-    # Entries held per query: its neighbours, or its whole distance row beyond faiss's range.
-    per_query = len(gallery) if search_k > _FAISS_MAX_K else search_k
-    rows = max(1, _CHUNK_ELEMENTS // per_query)
+    search, per_query = _flat_search(gallery, search_k, device)
+    rows = max(1, _chunk_elements(device) // per_query)
     for start in range(0, len(queries), rows):
         chunk = queries[start : start + rows]
         distances, indices = search(chunk)
-        # faiss sorts by distance; order runs of equal distances by index.
+        # Searches sort by distance; order runs of equal distances by index.
         tied = np.flatnonzero((distances[:, 1:] == distances[:, :-1]).any(axis=1))
         if tied.size:
             indices[tied] = _ties_by_index(distances[tied], indices[tied], len(gallery))
@@ -246,36 +369,43 @@ def _neighbour_chunks(
             if ambiguous.size:
                 indices[ambiguous, :width] = _exact_top(chunk[ambiguous], gallery, width)
         indices = indices[:, :width]
-        if exclude_self:
-            own = np.arange(start, start + len(chunk))[:, None]
+        if own is not None:
+            mine = own[start : start + len(chunk), None]
             # Stable: move the query's own index (if present) to the end, keep the rest in order.
-            keep = np.argsort(indices == own, axis=1, kind="stable")[:, :k]
+            keep = np.argsort(indices == mine, axis=1, kind="stable")[:, :k]
             indices = np.take_along_axis(indices, keep, axis=1)
         yield start, indices
 
 
+def _chunk_elements(device: torch.device) -> int:
+    """Distance-table entries computed at once: bounded host memory on the CPU, large
+    enough chunks to keep a GPU busy."""
+    return _CHUNK_ELEMENTS if device.type == "cpu" else _CHUNK_ELEMENTS << 4
+
+
 def _flat_search(
-    gallery: np.ndarray, k: int
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``search(queries) -> (distances, indices)``, each ``(nq, k)``: the k nearest gallery
-    items by squared Euclidean distance, nearest first. faiss's flat index up to
-    ``_FAISS_MAX_K``; beyond it (MAP@R's R of thousands) a full distance matrix per chunk and
-    ``torch.topk``, 4x faster than faiss's heaps for R = 7,000 of 35,000 items."""
-    if k <= _FAISS_MAX_K:
+    gallery: np.ndarray, k: int, device: torch.device
+) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], int]:
+    """``(search, entries)``: ``search(queries) -> (distances, indices)``, each ``(nq, k)``,
+    the k nearest gallery items by squared Euclidean distance, nearest first, and the
+    table entries it holds per query. On the CPU faiss's flat index up to ``_FAISS_MAX_K``;
+    beyond it (MAP@R's R of thousands), and on a GPU, a distance matrix per chunk and
+    ``torch.topk`` (on the CPU 4x faster than faiss's heaps for R = 7,000 of 35,000 items)."""
+    if device.type == "cpu" and k <= _FAISS_MAX_K:
         index = faiss.IndexFlatL2(gallery.shape[1])
         index.add(gallery)
-        return lambda queries: index.search(queries, k)
-    items = torch.from_numpy(gallery)
+        return (lambda queries: index.search(queries, k)), k
+    items = torch.from_numpy(gallery).to(device)
     squared = torch.linalg.vecdot(items, items)
 
     def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = torch.from_numpy(queries)
+        q = torch.from_numpy(queries).to(device, non_blocking=True)
         distances = torch.addmm(squared[None], q, items.T, alpha=-2)
         distances.add_(torch.linalg.vecdot(q, q)[:, None]).clamp_(min=0)
         nearest = torch.topk(distances, k, dim=1, largest=False, sorted=True)
-        return nearest.values.numpy(), nearest.indices.numpy()
+        return nearest.values.cpu().numpy(), nearest.indices.cpu().numpy()
 
-    return search
+    return search, len(gallery)
 
 
 def _ties_by_index(distances: np.ndarray, indices: np.ndarray, size: int) -> np.ndarray:

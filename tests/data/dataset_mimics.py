@@ -136,5 +136,5 @@ def make_csv(tmp_path: Path) -> Mimic:
             rel = f"imgs/{label}/{n}.jpg"
             mimic.add("train" if split == "train" else "test", tmp_path / rel, label)
             rows.append((label, rel, split, "0"))
-    write_csv(mimic.root, rows, header="label,path,split,is_query")
+    write_csv(mimic.root, rows, header="label,path,split,x_1")
     return mimic

@@ -73,3 +73,45 @@ def test_csv_without_rows_is_rejected(tmp_path):
     write_csv(tmp_path / "d.csv", [])
     with pytest.raises(ValueError, match="no data rows"):
         load_csv(tmp_path / "d.csv", "train")
+
+
+def marked_rows(*extra: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """An OML-style file: train rows leave the marks empty, test rows query a gallery."""
+    rows = [("a", "a0.jpg", "train", "", "", "x"), ("a", "a1.jpg", "train", "", "", "x")]
+    rows += [("b", "b0.jpg", "validation", "True", "False", "shoes")]
+    rows += [("b", "b1.jpg", "validation", "false", "true", "shoes")]
+    rows += [("c", "c0.jpg", "test", "1", "1", "bags"), ("c", "c1.jpg", "test", "0", "1", "bags")]
+    rows += [("d", "d0.jpg", "test", "False", "True", "bags")]  # a distractor, alone
+    return rows + list(extra)
+
+
+MARKED = "label,path,split,is_query,is_gallery,category"
+
+
+def test_query_and_gallery_marks_and_categories_are_the_test_split_evaluation(tmp_path):
+    write_csv(tmp_path / "d.csv", marked_rows(), header=MARKED)
+    test = load_csv(tmp_path / "d.csv", "test", check_files=False)
+    assert test.evaluation["is_query"].tolist() == [True, False, True, False, False]
+    assert test.evaluation["is_gallery"].tolist() == [False, True, True, True, True]
+    assert test.evaluation["categories"].tolist() == ["shoes"] * 2 + ["bags"] * 3
+    assert load_csv(tmp_path / "d.csv", "train", check_files=False).evaluation == {}
+    kept = test.subset([1, 2])  # subsets (e.g. capped classes) keep their items' marks
+    assert kept.evaluation["is_query"].tolist() == [False, True]
+    assert kept.evaluation["categories"].tolist() == ["shoes", "bags"]
+
+
+@pytest.mark.parametrize(
+    ("header", "extra", "message"),
+    [
+        ("label,path,split,is_query", [], "column is_query needs column is_gallery"),
+        (MARKED, [("e", "e0.jpg", "test", "yes", "1", "b")], "line 9: is_query must be True"),
+        (MARKED, [("e", "e0.jpg", "test", "1", "", "b")], "line 9: is_gallery must be True"),
+        (MARKED, [("e", "e0.jpg", "test", "1", "1", " ")], "line 9: empty category"),
+        (MARKED, [("e", "e0.jpg", "test", "1", "1", "b")], "query e0.jpg of class 'e' has no"),
+    ],
+)
+def test_bad_marks_name_the_line_or_the_query(tmp_path, header, extra, message):
+    rows = [row[: len(header.split(","))] for row in marked_rows(*extra)]
+    write_csv(tmp_path / "d.csv", rows, header=header)
+    with pytest.raises(ValueError, match=message):
+        load_csv(tmp_path / "d.csv", "train", check_files=False)

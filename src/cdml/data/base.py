@@ -28,6 +28,9 @@ class LabelledDataset(Dataset, ABC):
         labels: (n,) int64 array, class indices in ``0..len(class_names)-1``.
         class_names: one name per class index.
         transform: applied to each image (a PIL image) when not None.
+        evaluation: per-item ``(n,)`` arrays that :func:`cdml.metrics.evaluate` takes as
+            keywords (``is_query``, ``is_gallery``, ``categories``); empty for the papers'
+            protocol, where every item queries all the others.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class LabelledDataset(Dataset, ABC):
         self.labels = labels.astype(np.int64)
         self.class_names = class_names
         self.transform = transform
+        self.evaluation: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +75,9 @@ class LabelledDataset(Dataset, ABC):
         """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         codes, kept = encode_labels(self.labels[indices])
-        return self._take(indices, codes, [self.class_names[k] for k in kept])
+        subset = self._take(indices, codes, [self.class_names[k] for k in kept])
+        subset.evaluation = {name: values[indices] for name, values in self.evaluation.items()}
+        return subset
 
     @abstractmethod
     def _image(self, index: int) -> Any:

@@ -144,9 +144,12 @@ class MetricLearningModule(L.LightningModule):
             return
         metrics: dict[str, float] = {}
         if self.trainer.is_global_zero:
-            candidates = len(labels) - 1
-            ks = [k for k in ks if k <= candidates]
-            metrics = evaluate(embeddings, labels, ks=ks, nmi=nmi, progress=True)
+            # Query/gallery marks and categories of the split, where its dataset has them.
+            dataset = getattr(getattr(self.trainer, "datamodule", None), f"{stage}_set", None)
+            marks = getattr(dataset, "evaluation", {})
+            candidates = int(marks["is_gallery"].sum() if "is_gallery" in marks else len(labels))
+            ks = [k for k in ks if k < candidates]
+            metrics = evaluate(embeddings, labels, ks=ks, nmi=nmi, progress=True, **marks)
         metrics = self.trainer.strategy.broadcast(metrics, src=0)
         self.last_eval_metrics = metrics
         for name, value in metrics.items():
