@@ -25,8 +25,17 @@ def test_evaluate_prints_table_and_writes_json(embeddings_file, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "R@10" in printed and "MAP@R" in printed
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"recall@1", "recall@10", "nmi", "map@r"}
+    assert list(metrics) == ["recall@1", "recall@10", "nmi", "ami", "ari", "purity", "map@r"]
     assert metrics["recall@1"] > 0.9
+
+
+def test_evaluate_averages_clustering_scores_over_nmi_runs(embeddings_file, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", str(embeddings_file), "--nmi-runs", "4", "--json", str(out)]
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["nmi_std"] >= 0
+    assert main(["evaluate", str(embeddings_file), "--nmi-runs", "0"]) == 2
+    assert "nmi_runs must be at least 1" in capsys.readouterr().err
 
 
 def _write(tmp_path, name, **arrays):

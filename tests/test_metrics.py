@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 import cdml.metrics as metrics_module
-from cdml.metrics import evaluate, kmeans_nmi, nearest_neighbours
+from cdml.metrics import evaluate, kmeans_scores, nearest_neighbours, partition_scores
 
 
 def brute_force(queries, query_labels, gallery, gallery_labels, ks, exclude_self):
@@ -188,7 +188,7 @@ def test_per_category_metrics_are_those_of_the_category_queries(marked):
             ks, own[chosen],
         )  # fmt: skip
         assert_matches({k.split("/")[0]: v for k, v in result.items() if category in k}, expected)
-    assert list(result)[:4] == ["recall@1", "recall@4", "nmi", "map@r"]
+    assert list(result)[:7] == ["recall@1", "recall@4", "nmi", "ami", "ari", "purity", "map@r"]
     assert "nmi/shoes" not in result
 
 
@@ -218,7 +218,7 @@ def test_result_keys_and_range():
     rng = np.random.default_rng(0)
     embeddings, labels = clustered(rng, num_classes=8, per_class=10, dim=5, spread=1.0)
     result = evaluate(embeddings, labels, ks=(1, 10))
-    assert list(result) == ["recall@1", "recall@10", "nmi", "map@r"]
+    assert list(result) == ["recall@1", "recall@10", "nmi", "ami", "ari", "purity", "map@r"]
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in result.values())
     assert list(evaluate(embeddings, labels, nmi=False, map_at_r=False)) == [
         "recall@1",
@@ -243,14 +243,40 @@ def test_nmi_uses_every_point_and_is_deterministic():
     # 4 clusters x 2,000 points: faiss's default would subsample to 256 per centroid.
     rng = np.random.default_rng(1)
     embeddings, labels = clustered(rng, num_classes=4, per_class=2000, dim=4, spread=1.5)
-    first = kmeans_nmi(embeddings, labels, seed=0)
-    assert first == kmeans_nmi(embeddings, labels, seed=0)
+    first = kmeans_scores(embeddings, labels, seed=0)["nmi"]
+    assert first == kmeans_scores(embeddings, labels, seed=0)["nmi"]
     assert 0.0 < first < 1.0
     # Lloyd's algorithm from scikit-learn reaches the same partition quality.
     from sklearn.cluster import KMeans
 
     reference = KMeans(4, n_init=5, random_state=0).fit_predict(embeddings)
     assert first == pytest.approx(normalized_mutual_info_score(labels, reference), abs=0.02)
+
+
+def test_partition_scores_are_scikit_learns_and_purity_counts_majorities():
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    clusters = np.array([5, 5, 7, 7, 7, 9, 9, 5])  # majorities 0 (2 of 3), 1 (2 of 3), 2 (2)
+    scores = partition_scores(labels, clusters)
+    assert list(scores) == ["nmi", "ami", "ari", "purity"]
+    assert scores["purity"] == pytest.approx(6 / 8)
+    assert scores["nmi"] == pytest.approx(normalized_mutual_info_score(labels, clusters))
+    assert scores["ami"] == pytest.approx(adjusted_mutual_info_score(labels, clusters))
+    assert scores["ari"] == pytest.approx(adjusted_rand_score(labels, clusters))
+    assert partition_scores(labels, labels + 3) == {"nmi": 1, "ami": 1, "ari": 1, "purity": 1}
+
+
+def test_clustering_scores_over_several_runs_are_the_mean_of_each_seed():
+    rng = np.random.default_rng(13)
+    embeddings, labels = clustered(rng, num_classes=12, per_class=15, dim=4, spread=2.0)
+    runs = [kmeans_scores(embeddings, labels, seed=seed) for seed in (3, 4, 5)]
+    result = evaluate(embeddings, labels, nmi_runs=3, seed=3, map_at_r=False)
+    for name in ("nmi", "ami", "ari", "purity"):
+        assert result[name] == pytest.approx(np.mean([r[name] for r in runs]))
+    assert result["nmi_std"] == pytest.approx(np.std([r["nmi"] for r in runs]))
+    assert result["nmi_std"] > 0  # the seeds do split these overlapping classes differently
+    assert "nmi_std" not in evaluate(embeddings, labels, seed=3)
 
 
 @pytest.mark.parametrize(
@@ -269,6 +295,7 @@ def test_nmi_uses_every_point_and_is_deterministic():
         (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"ks": (0,)}, "positive"),
         (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"gallery": np.zeros((4, 2))}, "together"),
         (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"kmeans_iters": 5}, "at least 20"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"nmi_runs": 0}, "nmi_runs must be"),
         (
             np.zeros((2, 2)),
             np.array([0, 9]),

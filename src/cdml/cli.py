@@ -157,7 +157,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_source(evaluate, allow_images=False, required=False)
     evaluate.add_argument("--ks", type=_parse_ks, help="K values of Recall@K (default 1,2,4,8)")
-    evaluate.add_argument("--no-nmi", action="store_true", help="skip the k-means NMI")
+    evaluate.add_argument(
+        "--no-nmi", action="store_true", help="skip k-means and its NMI, AMI, ARI, purity"
+    )
+    evaluate.add_argument(
+        "--nmi-runs",
+        type=int,
+        default=1,
+        help="average the clustering scores over N k-means seeds and report NMI's standard "
+        "deviation (default 1)",
+    )
     evaluate.add_argument(
         "--metric",
         choices=METRICS,
@@ -424,7 +433,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         metrics = evaluate(
             arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi,
-            metric=args.metric, progress=True, **marks,
+            nmi_runs=args.nmi_runs, metric=args.metric, progress=True, **marks,
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(f"{source}: {error}") from None

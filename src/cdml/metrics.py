@@ -5,7 +5,8 @@ The protocol (METHODS.md section 5):
 - Recall@K: Euclidean k-nearest neighbours over the evaluation embeddings, the query itself
   excluded; a query scores 1 when any of its K nearest shares its label.
 - NMI: k-means on the embeddings with k = number of distinct labels, every point used, then
-  scikit-learn's NMI (arithmetic normalisation) against the labels.
+  scikit-learn's NMI (arithmetic normalisation) against the labels; AMI, ARI and purity of
+  the same clustering beside it, optionally averaged over several k-means seeds.
 - MAP@R (Musgrave et al., 2020): R = number of other items with the query's label,
   ``MAP@R = mean_q (1/R) sum_{i<=R} P(i) rel(i)``.
 
@@ -27,7 +28,12 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+)
+from sklearn.metrics.cluster import contingency_matrix
 
 from cdml.progress import Progress
 
@@ -35,6 +41,7 @@ DEFAULT_KS = (1, 2, 4, 8)
 METRICS = ("l2", "cosine", "ip")  # how evaluate() ranks neighbours
 # The per-item keywords of evaluate() that a dataset or an embeddings file may carry.
 ITEM_MARKS = ("is_query", "is_gallery", "categories")
+CLUSTERING_SCORES = ("nmi", "ami", "ari", "purity")  # of k-means against the labels
 # Upper bound on neighbour-table entries held at once (queries in a chunk x neighbours each).
 _CHUNK_ELEMENTS = 1 << 22
 # The most neighbours per query asked of faiss; more are ranked with torch (see _flat_search).
@@ -55,6 +62,7 @@ def evaluate(
     categories: Any = None,
     seed: int = 0,
     kmeans_iters: int = 20,
+    nmi_runs: int = 1,
     metric: str = "l2",
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -70,7 +78,8 @@ def evaluate(
         embeddings: ``(n, d)`` real array or tensor; the queries when ``gallery`` is given.
         labels: ``(n,)`` integer labels.
         ks: the K of Recall@K (default 1, 2, 4, 8; SOP uses 1, 10, 100, 1000).
-        nmi: compute NMI of k-means (k = number of distinct labels) against the labels.
+        nmi: score a k-means clustering (k = number of distinct labels) against the labels:
+            NMI, AMI, ARI and purity (see :func:`partition_scores`).
         map_at_r: compute MAP@R.
         gallery: optional ``(m, d)`` gallery; queries are then searched in it and nothing is
             excluded. NMI is then computed over queries and gallery together.
@@ -83,6 +92,8 @@ def evaluate(
             ``"recall@1/<category>"`` after the overall ones.
         seed: k-means seed.
         kmeans_iters: k-means iterations (at least 20).
+        nmi_runs: k-means runs (seeds ``seed, seed + 1, ...``) the clustering scores are
+            averaged over; with more than one, ``"nmi_std"`` is their NMI's standard deviation.
         metric: what ranks the neighbours: ``"l2"`` Euclidean distance (the papers'),
             ``"cosine"`` cosine similarity (k-means then clusters the unit vectors) or
             ``"ip"`` inner product (searched exactly as Euclidean neighbours of augmented
@@ -95,8 +106,10 @@ def evaluate(
             :class:`cdml.progress.Progress`).
 
     Returns:
-        ``{"recall@K": ..., "nmi": ..., "map@r": ...}`` as floats in [0, 1], keys in that
-        order, then the per-category metrics when ``categories`` are given.
+        ``{"recall@K": ..., "nmi": ..., "ami": ..., "ari": ..., "purity": ..., "map@r": ...}``
+        as floats (in [0, 1]; AMI and ARI can dip below 0), keys in that order (``"nmi_std"``
+        after purity with ``nmi_runs`` > 1), then the per-category metrics when
+        ``categories`` are given.
 
     Raises:
         ValueError: bad shapes or dtypes, NaN or inf, a query with no other item of its label
@@ -105,6 +118,8 @@ def evaluate(
     device = torch.device(device) if device is not None else _device_of(embeddings)
     if kmeans_iters < 20:
         raise ValueError(f"kmeans_iters must be at least 20, got {kmeans_iters}")
+    if nmi_runs < 1:
+        raise ValueError(f"nmi_runs must be at least 1, got {nmi_runs}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     task = _retrieval_task(
@@ -143,9 +158,9 @@ def evaluate(
 
     results = {name: float(per_query[name].mean()) for name in per_query if name != "map@r"}
     if nmi:
-        results["nmi"] = kmeans_nmi(
+        results |= kmeans_scores(
             task.clustered, task.clustered_labels, seed=seed, iters=kmeans_iters,
-            progress=progress,
+            runs=nmi_runs, progress=progress,
         )  # fmt: skip
     if map_at_r:
         results["map@r"] = float(per_query["map@r"].mean())
@@ -276,29 +291,27 @@ def _inner_product_as_l2(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.n
     return np.hstack([queries, zeros]), np.hstack([gallery, lift.astype(gallery.dtype)])
 
 
-def kmeans_nmi(
+def kmeans(
     embeddings: np.ndarray,
-    labels: np.ndarray,
+    num_clusters: int,
     seed: int = 0,
     iters: int = 20,
+    restarts: int = 1,
     progress: bool = False,
-) -> float:
-    """NMI between ``labels`` and a faiss k-means clustering of ``embeddings`` ``(n, d)`` float32.
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss k-means of ``embeddings`` ``(n, d)`` float32: ``(centroids (k, d), assignment (n,))``.
 
-    k is the number of distinct labels; every point takes part in every iteration. As in the
-    released codes of the seed papers, k-means starts from randomly drawn points (one run, fixed
-    seed), so a poor start can split a class even when classes are well separated. With
-    ``progress`` its time so far and an estimate of the whole are shown (SOP's 60,502 test
-    images in 11,316 clusters take tens of seconds).
+    Every point takes part in every iteration. As in the released codes of the seed papers,
+    k-means starts from randomly drawn points (``seed``); with ``restarts`` > 1 the run of
+    lowest squared error is kept. With ``progress`` its time so far and an estimate of the
+    whole are shown (SOP's 60,502 test images in 11,316 clusters take tens of seconds).
     """
     n, dim = embeddings.shape
-    num_clusters = len(np.unique(labels))
-    if num_clusters == 1:
-        return 1.0
-    kmeans = faiss.Kmeans(
+    model = faiss.Kmeans(
         dim,
         num_clusters,
         niter=iters,
+        nredo=restarts,
         seed=seed,
         verbose=False,
         # Never subsample (faiss's default keeps 256 points per centroid) and do not warn
@@ -306,11 +319,53 @@ def kmeans_nmi(
         max_points_per_centroid=math.ceil(n / num_clusters) + 1,
         min_points_per_centroid=1,
     )
-    estimate = _kmeans_seconds(embeddings, num_clusters, iters) if progress else None
+    estimate = _kmeans_seconds(embeddings, num_clusters, iters) * restarts if progress else None
     with Progress(f"k-means ({num_clusters:,} clusters)", estimate=estimate, enabled=progress):
-        kmeans.train(embeddings)
-        _, assignment = kmeans.index.search(embeddings, 1)
-    return float(normalized_mutual_info_score(labels, assignment[:, 0]))
+        model.train(embeddings)
+        _, assignment = model.index.search(embeddings, 1)
+    return model.centroids, assignment[:, 0]
+
+
+def partition_scores(labels: Any, assignment: Any) -> dict[str, float]:
+    """How well a partition ``assignment`` ``(n,)`` recovers the classes ``labels`` ``(n,)``:
+    NMI and AMI (scikit-learn's, arithmetic normalisation), ARI, and purity (the share of
+    points whose cluster's most frequent class is their own), keys in that order."""
+    labels, assignment = np.asarray(labels), np.asarray(assignment)
+    table = contingency_matrix(labels, assignment, sparse=True)
+    return {
+        "nmi": float(normalized_mutual_info_score(labels, assignment)),
+        "ami": float(adjusted_mutual_info_score(labels, assignment)),
+        "ari": float(adjusted_rand_score(labels, assignment)),
+        "purity": float(table.max(axis=0).sum() / len(labels)),
+    }
+
+
+def kmeans_scores(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    iters: int = 20,
+    runs: int = 1,
+    progress: bool = False,
+) -> dict[str, float]:
+    """:func:`partition_scores` of k-means (k = number of distinct labels) on ``embeddings``
+    ``(n, d)`` float32, averaged over ``runs`` runs of seeds ``seed, seed + 1, ...``; with
+    ``runs`` > 1 also ``"nmi_std"``, the standard deviation of NMI over the runs (one run
+    can split a class)."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
+    num_clusters = len(np.unique(labels))
+    scores = []
+    for run in range(runs):
+        if num_clusters == 1:
+            assignment = np.zeros(len(labels), np.int64)
+        else:
+            _, assignment = kmeans(embeddings, num_clusters, seed + run, iters, progress=progress)
+        scores.append(partition_scores(labels, assignment))
+    result = {name: float(np.mean([s[name] for s in scores])) for name in CLUSTERING_SCORES}
+    if runs > 1:
+        result["nmi_std"] = float(np.std([s["nmi"] for s in scores]))
+    return result
 
 
 def _kmeans_seconds(points: np.ndarray, clusters: int, iters: int, sample: int = 1024) -> float:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from cdml.metrics import CLUSTERING_SCORES, DEFAULT_KS
+
 
 @dataclass
 class DataConfig:
@@ -193,8 +195,10 @@ FLAGS = {
     "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
 }  # fmt: skip
 # The validation metrics a run logs (validation always uses Recall@1, 2, 4, 8).
-MONITORED = ("val/recall@1", "val/recall@2", "val/recall@4", "val/recall@8", "val/nmi",
-             "val/map@r")  # fmt: skip
+# The validation metrics (all higher-is-better) that can choose the best checkpoint.
+MONITORED = tuple(
+    f"val/{name}" for name in (*(f"recall@{k}" for k in DEFAULT_KS), *CLUSTERING_SCORES, "map@r")
+)
 MIN_IMAGE_SIZE = 16  # smaller inputs vanish in the backbones' downsampling (stride 32)
 
 
