@@ -252,6 +252,26 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--image-size", type=int, help="input size S (default: the training size)")
     export.set_defaults(run=_run_export)
 
+    cluster = commands.add_parser(
+        "cluster",
+        help="group images by the learned embedding: k-means or facility-location medoids",
+        description="Cluster the embeddings of --images, of a --dataset split or of an "
+        "--embeddings file into --out: assignments.csv, clusters.json (with NMI, AMI, ARI "
+        "and purity where labels are known) and contact sheets of every cluster.",
+    )
+    _add_checkpoint_source(cluster, allow_images=True, required=False)
+    cluster.add_argument("--embeddings", type=Path, help="a .npz file written by cdml embed")
+    cluster.add_argument("--out", type=Path, required=True, help="output folder")
+    cluster.add_argument(
+        "--k", type=_cluster_count, default="auto",
+        help="number of clusters, or auto (default: the silhouette's choice)",
+    )  # fmt: skip
+    cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
+    cluster.add_argument("--method", choices=("kmeans", "medoids"), default="kmeans")
+    cluster.add_argument("--members", type=int, default=35, help="members per contact sheet")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.set_defaults(run=_run_cluster)
+
     demo = commands.add_parser(
         "demo",
         help="train on a built-in dataset and compare with the untrained model",
@@ -308,6 +328,14 @@ _METHODS_HELP = (
 
 def _devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
+
+
+def _cluster_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return int(text)
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
@@ -568,6 +596,34 @@ def _run_export(args: argparse.Namespace) -> int:
         f"{args.format} model written to {args.out} (images (batch, 3, {size}, {size}) -> "
         f"embeddings (batch, {shape[1]})), preprocessing in {sidecar_path(args.out)}"
     )
+    return 0
+
+
+# cluster ----------------------------------------------------------------------------------
+def _run_cluster(args: argparse.Namespace) -> int:
+    from cdml.clustering import cluster, write_clusters
+    from cdml.console import console, metrics_table
+
+    if (args.embeddings is None) == (args.checkpoint is None):
+        raise UsageError("give either --embeddings FILE.npz or --checkpoint with the images")
+    if args.embeddings is not None:
+        from cdml.inference import load_embeddings
+
+        arrays = load_embeddings(args.embeddings, need_labels=False)
+    else:
+        arrays = _embed_from_checkpoint(args)
+    try:
+        result = cluster(arrays["embeddings"], args.k, args.method, seed=args.seed,
+                         k_max=args.k_max, progress=True)  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    summary = write_clusters(args.out, result, arrays, members=args.members, progress=True)
+    console.print(
+        f"{summary['items']:,} items in {result.k} clusters ({args.method}"
+        f"{', k chosen by silhouette' if args.k == 'auto' else ''}) written to {args.out}"
+    )
+    if "scores" in summary:
+        console.print(metrics_table({"against the labels": summary["scores"]}))
     return 0
 
 

@@ -298,13 +298,15 @@ def kmeans(
     iters: int = 20,
     restarts: int = 1,
     progress: bool = False,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """faiss k-means of ``embeddings`` ``(n, d)`` float32: ``(centroids (k, d), assignment (n,))``.
 
     Every point takes part in every iteration. As in the released codes of the seed papers,
-    k-means starts from randomly drawn points (``seed``); with ``restarts`` > 1 the run of
-    lowest squared error is kept. With ``progress`` its time so far and an estimate of the
-    whole are shown (SOP's 60,502 test images in 11,316 clusters take tens of seconds).
+    k-means starts from randomly drawn points (``seed``), or from the centroids ``init``
+    ``(k, d)``; with ``restarts`` > 1 the run of lowest squared error is kept. With
+    ``progress`` its time so far and an estimate of the whole are shown (SOP's 60,502 test
+    images in 11,316 clusters take tens of seconds).
     """
     n, dim = embeddings.shape
     model = faiss.Kmeans(
@@ -321,7 +323,7 @@ def kmeans(
     )
     estimate = _kmeans_seconds(embeddings, num_clusters, iters) * restarts if progress else None
     with Progress(f"k-means ({num_clusters:,} clusters)", estimate=estimate, enabled=progress):
-        model.train(embeddings)
+        model.train(embeddings, init_centroids=init)
         _, assignment = model.index.search(embeddings, 1)
     return model.centroids, assignment[:, 0]
 

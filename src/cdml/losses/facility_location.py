@@ -377,3 +377,20 @@ class _MarginScorer:
 def _square_sum(counts: Tensor) -> Tensor:
     """``(groups, m)`` float32 counts -> ``(m,)`` float64 sums of x^2 (exact below 2^24)."""
     return counts.square().sum(0).double()
+
+
+def facility_location_medoids(dist: Tensor, k: int, pam_iters: int = 5) -> Tensor:
+    """``(k,)`` medoids of the points of ``dist`` ``(n, n)``: the loss's greedy facility
+    location (Algorithm 1) and swap refinement (Algorithm 2) without a margin, which
+    maximise ``-sum_i min_{j in S} dist[i, j]`` over sets ``S`` of ``k`` points (ties: the
+    lowest index). Computed in float64 on ``dist``'s device."""
+    if not 1 <= k <= len(dist):
+        raise ValueError(f"k must lie in 1..{len(dist)} (the number of points), got {k}")
+    search = FacilityLocationLoss(margin_multiplier=0.0, pam_iters=pam_iters)
+    dist = dist.double()
+    # Without a margin the clustering score drops out of the objective: any classes will do.
+    classes = torch.zeros(len(dist), dtype=torch.long, device=dist.device)
+    scorer = _MarginScorer(classes, k, "nmi", "arithmetic")
+    tie = _TIE_TOLERANCE * dist.sum(0).max()
+    medoids, score = search._greedy(dist, scorer, tie)
+    return search._refine(dist, medoids, score, scorer, tie)[0]

@@ -1,0 +1,100 @@
+"""Clustering new images: the number of groups, k-means and facility-location medoids, and
+what `cdml cluster` writes."""
+
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import make_blobs
+
+from cdml.cli import main
+from cdml.clustering import cluster, estimate_num_clusters
+from cdml.losses.facility_location import facility_location_medoids
+from cdml.metrics import evaluate, partition_scores
+
+
+def blobs(classes, n=1200, spread=0.4, seed=0):
+    points, labels = make_blobs(n, centers=classes, n_features=12, cluster_std=spread,
+                                center_box=(-10, 10), random_state=seed)  # fmt: skip
+    return points.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("classes", [3, 8, 25])
+def test_the_estimated_number_of_groups_is_the_number_of_separated_classes(classes):
+    points, _ = blobs(classes)
+    assert estimate_num_clusters(points) == classes
+
+
+@pytest.mark.parametrize("method", ["kmeans", "medoids"])
+def test_separated_classes_are_recovered_and_exemplars_are_members(method):
+    points, labels = blobs(6)
+    result = cluster(points, 6, method)
+    assert partition_scores(labels, result.assignment)["nmi"] == pytest.approx(1.0)
+    sizes = np.bincount(result.assignment)
+    assert (np.diff(sizes) <= 0).all()  # numbered by decreasing size
+    assert (result.assignment[result.exemplars] == np.arange(6)).all()
+    if method == "medoids":  # distances are to the exemplar itself
+        gap = np.linalg.norm(points - points[result.exemplars[result.assignment]], axis=1)
+        np.testing.assert_allclose(result.distances, gap, rtol=1e-4, atol=1e-4)
+
+
+def test_medoids_reach_the_best_facility_location_objective_of_a_small_set():
+    points, _ = blobs(3, n=12, spread=2.0, seed=3)
+    dist = torch.cdist(torch.from_numpy(points), torch.from_numpy(points)).double()
+
+    def cost(medoids):
+        return dist[:, list(medoids)].min(1).values.sum().item()
+
+    best = min(cost(c) for c in itertools.combinations(range(12), 3))
+    assert cost(facility_location_medoids(dist, 3).tolist()) == pytest.approx(best)
+
+
+def test_kmeans_clusters_score_at_least_as_well_as_evaluates_single_run():
+    # Overlapping classes, where one k-means run can split a class; restarts keep the best.
+    points, labels = blobs(10, n=2000, spread=2.5, seed=4)
+    single = evaluate(points, labels, map_at_r=False)["nmi"]
+    assert partition_scores(labels, cluster(points, 10).assignment)["nmi"] >= single - 1e-9
+
+
+def test_cluster_writes_assignments_clusters_and_sheets(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "clusters"
+    source = ["--checkpoint", str(tiny_checkpoint), "--dataset", "digits"]
+    assert main(["cluster", *source, "--k", "4", "--out", str(out)]) == 0
+    with (out / "assignments.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 896 and set(rows[0]) == {"path", "cluster", "distance", "label"}
+    summary = json.loads((out / "clusters.json").read_text())
+    assert summary["k"] == 4 and sum(c["size"] for c in summary["clusters"]) == 896
+    assert set(summary["scores"]) == {"nmi", "ami", "ari", "purity"}
+    assert sorted(p.name for p in (out / "sheets").iterdir()) == [
+        "cluster_000.png", "cluster_001.png", "cluster_002.png", "cluster_003.png",
+        "overview.png",
+    ]  # fmt: skip
+    with Image.open(out / "sheets" / "overview.png") as sheet:
+        assert sheet.width > 100
+    assert "896 items in 4 clusters" in capsys.readouterr().out
+
+    embedded = tmp_path / "test.npz"
+    assert main(["embed", *source, "--out", str(embedded)]) == 0
+    again = tmp_path / "again"
+    assert main(["cluster", "--embeddings", str(embedded), "--k", "2", "--out", str(again)]) == 0
+    assert json.loads((again / "clusters.json").read_text())["k"] == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--k", "0"], "positive integer or auto"), (["--k", "5000"], "k must be 'auto' or")],
+)
+def test_bad_cluster_counts_are_refused(tiny_checkpoint, tmp_path, capsys, extra, message):
+    argv = ["cluster", "--checkpoint", str(tiny_checkpoint), "--dataset", "digits"]
+    try:
+        code = main([*argv, *extra, "--out", str(tmp_path / "c")])
+    except SystemExit as exit:  # argparse's own refusal
+        code = exit.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
