@@ -87,7 +87,12 @@ def test_cluster_writes_assignments_clusters_and_sheets(tiny_checkpoint, tmp_pat
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--k", "0"], "positive integer or auto"), (["--k", "5000"], "k must be 'auto' or")],
+    [
+        (["--k", "0"], "positive integer or auto"),
+        (["--k", "5000"], "k must be 'auto' or"),
+        (["--k-max", "1"], "k_max must lie in 2.."),
+        (["--members", "-1"], "--members must be 0 or more"),
+    ],
 )
 def test_bad_cluster_counts_are_refused(tiny_checkpoint, tmp_path, capsys, extra, message):
     argv = ["cluster", "--checkpoint", str(tiny_checkpoint), "--dataset", "digits"]

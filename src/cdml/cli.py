@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cdml import __version__
+from cdml.clustering import CLUSTER_METHODS
 from cdml.data import DATASETS, dataset_info
 from cdml.losses import METHODS, VIEWS
 from cdml.metrics import METRICS
@@ -267,7 +268,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="number of clusters, or auto (default: the silhouette's choice)",
     )  # fmt: skip
     cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
-    cluster.add_argument("--method", choices=("kmeans", "medoids"), default="kmeans")
+    cluster.add_argument("--method", choices=list(CLUSTER_METHODS), default="kmeans")
     cluster.add_argument("--members", type=int, default=35, help="members per contact sheet")
     cluster.add_argument("--seed", type=int, default=0)
     cluster.set_defaults(run=_run_cluster)
@@ -606,6 +607,8 @@ def _run_cluster(args: argparse.Namespace) -> int:
 
     if (args.embeddings is None) == (args.checkpoint is None):
         raise UsageError("give either --embeddings FILE.npz or --checkpoint with the images")
+    if args.members < 0:
+        raise UsageError(f"--members must be 0 or more, got {args.members}")
     if args.embeddings is not None:
         from cdml.inference import load_embeddings
 

@@ -71,8 +71,8 @@ def kmeans_plus_plus(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(centroids (k, d), assignment (n,))``: the best (lowest squared error) of
     ``RESTARTS`` faiss k-means runs, each started by scikit-learn's k-means++ seeding on a
-    sample of up to 16,384 points, which splits far fewer classes than random starting
-    points."""
+    sample of up to 16,384 points (random starting points often leave two centroids in one
+    well-separated group)."""
     best = None
     for restart in range(RESTARTS):
         sample = points[sample_indices(len(points), max(8 * SAMPLE_SIZE, k), seed + restart)]
