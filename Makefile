@@ -9,6 +9,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # The Debian packages of the built-in datasets: Fashion-MNIST, and the font families the
 # glyphs benchmark renders (each contributes at least one family with regular glyphs).
 DATASET_PACKAGES := dataset-fashion-mnist
+# The run report's test opens it in a real headless browser.
+TEST_PACKAGES := chromium
 FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf \
 	fonts-urw-base35 fonts-cmu fonts-linuxlibertine fonts-ebgaramond fonts-gfs-didot \
 	fonts-paratype fonts-roboto-unhinted fonts-open-sans fonts-cantarell fonts-lato \
@@ -61,8 +63,8 @@ demo: install
 # Needs root (apt-get); reads the package lists only when a package is not yet known.
 datasets:
 	apt-get install -y -q --no-install-recommends $(DATASET_PACKAGES) $(FONT_PACKAGES) \
-		|| (apt-get update -q && apt-get install -y -q --no-install-recommends \
-			$(DATASET_PACKAGES) $(FONT_PACKAGES))
+		$(TEST_PACKAGES) || (apt-get update -q && apt-get install -y -q \
+			--no-install-recommends $(DATASET_PACKAGES) $(FONT_PACKAGES) $(TEST_PACKAGES))
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ TINY_RUN = [
     "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1", "--no-baseline",
     "--set", "data.val_fraction=0", "--set", "data.max_eval_per_class=20",
     "--set", "trainer.limit_train_batches=1", "--set", "trainer.progress_bar=false",
+    "--set", "trainer.report=false",
 ]  # fmt: skip
 
 

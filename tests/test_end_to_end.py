@@ -17,7 +17,7 @@ TINY = [
     "--batch-size", "12", "--classes-per-batch", "3",
     "--set", "data.val_fraction=0.4", "--set", "data.resize_ratio=1.0",
     "--set", "trainer.limit_train_batches=3", "--set", "trainer.progress_bar=false",
-    "--set", "trainer.log_every_n_steps=1",
+    "--set", "trainer.log_every_n_steps=1", "--set", "trainer.report=false",
 ]  # fmt: skip
 
 
@@ -28,7 +28,7 @@ def train(out, *extra):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "digits"
-    assert train(out, "--epochs", "1") == 0
+    assert train(out, "--epochs", "1", "--set", "trainer.report=true") == 0
     return out
 
 
@@ -43,6 +43,9 @@ def test_train_writes_the_run_folder(trained_run):
     assert (trained_run / "checkpoints" / "last.ckpt").is_file()
     logged = (trained_run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss_step" in logged and "val/recall@1" in logged
+    page = (trained_run / "report.html").read_text()  # written at the end of the run
+    for section in ("config", "metrics", "curves", "tsne", "retrieval", "worst-queries"):
+        assert f'<section id="{section}">' in page
     assert "train/clustering_score_step" in logged and "train/margin_multiplier" in logged
     assert list((trained_run / "logs" / "version_0").glob("events.out.tfevents.*"))
 

@@ -273,6 +273,21 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--seed", type=int, default=0)
     cluster.set_defaults(run=_run_cluster)
 
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML page of a run: config, metrics, curves, pictures",
+        description="Write the report of a run folder (see cdml.report): its config, the "
+        "metrics against the untrained model, the training curves, the t-SNE map, a "
+        "retrieval grid, the worst queries and, after cdml cluster --out RUN/clusters, the "
+        "clusters' overview, with every image embedded.",
+    )
+    report.add_argument(
+        "--run", dest="run_folder", type=Path, required=True, help="a cdml train run folder"
+    )
+    report.add_argument("--out", type=Path, help="HTML file (default RUN/report.html)")
+    report.add_argument("--max-items", type=int, default=2000, help="test images shown at most")
+    report.set_defaults(run=_run_report)
+
     demo = commands.add_parser(
         "demo",
         help="train on a built-in dataset and compare with the untrained model",
@@ -398,6 +413,7 @@ def _run_train(args: argparse.Namespace) -> int:
     console.print(
         f"outputs in {Path(config.out).resolve()}: metrics.json, config.yaml, "
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"
+        + (", report.html" if (Path(config.out) / "report.html").is_file() else "")
     )
     return 0
 
@@ -627,6 +643,20 @@ def _run_cluster(args: argparse.Namespace) -> int:
     )
     if "scores" in summary:
         console.print(metrics_table({"against the labels": summary["scores"]}))
+    return 0
+
+
+# report -----------------------------------------------------------------------------------
+def _run_report(args: argparse.Namespace) -> int:
+    from cdml.console import console
+    from cdml.report import write_report
+
+    if args.max_items < 3:
+        raise UsageError(f"--max-items must be at least 3, got {args.max_items}")
+    out = args.out or args.run_folder / "report.html"
+    _check_writable(out)
+    written = write_report(args.run_folder, out, max_items=args.max_items, progress=True)
+    console.print(f"report written to {written}")
     return 0
 
 

@@ -125,36 +125,11 @@ def evaluate(
     task = _retrieval_task(
         embeddings, labels, gallery, gallery_labels, is_query, is_gallery, categories
     )
-    queries, reference = task.queries, task.reference
-    candidates = len(reference) - int(task.own is not None)
+    candidates = len(task.reference) - int(task.own is not None)
     ks = _check_ks(ks, candidates)
+    per_query = _per_query_scores(task, ks, map_at_r, metric, device, progress)
     if metric == "cosine":
-        queries, reference = _unit_rows(queries), _unit_rows(reference)
         task.clustered = _unit_rows(task.clustered)
-    if metric == "ip":
-        queries, reference = _inner_product_as_l2(queries, reference)
-
-    depth = max(ks, default=0)
-    if map_at_r:
-        depth = max(depth, int(task.positives.max()))
-    per_query: dict[str, np.ndarray] = {}
-    if depth:
-        hits = {k: np.zeros(len(queries), bool) for k in ks}
-        precision = np.zeros(len(queries))
-        chunks = _neighbour_chunks(queries, reference, depth, task.own, device)
-        with Progress("neighbours", total=len(queries), enabled=progress) as bar:
-            for start, neighbours in chunks:
-                stop = start + len(neighbours)
-                relevant = task.reference_labels[neighbours] == task.query_labels[start:stop, None]
-                for k in ks:
-                    hits[k][start:stop] = relevant[:, :k].any(axis=1)
-                if map_at_r:
-                    r = task.positives[start:stop]
-                    precision[start:stop] = _average_precision_at_r(relevant[:, : r.max()], r)
-                bar.advance(len(neighbours))
-        per_query = {f"recall@{k}": hits[k] for k in ks}
-        if map_at_r:
-            per_query["map@r"] = precision
 
     results = {name: float(per_query[name].mean()) for name in per_query if name != "map@r"}
     if nmi:
@@ -170,6 +145,64 @@ def evaluate(
             for name, values in per_query.items():
                 results[f"{name}/{category}"] = float(values[chosen].mean())
     return results
+
+
+def per_query_scores(
+    embeddings: Any,
+    labels: Any,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    metric: str = "l2",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Each item's own retrieval scores when it queries all the others (the papers'
+    protocol of :func:`evaluate`): ``{"recall@K": (n,) bool, "map@r": (n,) AP@R}``, whose
+    means are :func:`evaluate`'s values; the lowest AP@R are the worst queries."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    device = torch.device(device) if device is not None else _device_of(embeddings)
+    task = _retrieval_task(embeddings, labels, None, None, None, None, None)
+    ks = _check_ks(ks, len(task.reference) - 1)
+    return _per_query_scores(task, ks, True, metric, device, progress)
+
+
+def _per_query_scores(
+    task: _RetrievalTask,
+    ks: list[int],
+    map_at_r: bool,
+    metric: str,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """``{"recall@K": (q,) bool, ..., "map@r": (q,) float}`` of the task's queries."""
+    queries, reference = task.queries, task.reference
+    if metric == "cosine":
+        queries, reference = _unit_rows(queries), _unit_rows(reference)
+    if metric == "ip":
+        queries, reference = _inner_product_as_l2(queries, reference)
+    depth = max(ks, default=0)
+    if map_at_r:
+        depth = max(depth, int(task.positives.max()))
+    if not depth:
+        return {}
+    hits = {k: np.zeros(len(queries), bool) for k in ks}
+    precision = np.zeros(len(queries))
+    chunks = _neighbour_chunks(queries, reference, depth, task.own, device)
+    with Progress("neighbours", total=len(queries), enabled=progress) as bar:
+        for start, neighbours in chunks:
+            stop = start + len(neighbours)
+            relevant = task.reference_labels[neighbours] == task.query_labels[start:stop, None]
+            for k in ks:
+                hits[k][start:stop] = relevant[:, :k].any(axis=1)
+            if map_at_r:
+                r = task.positives[start:stop]
+                precision[start:stop] = _average_precision_at_r(relevant[:, : r.max()], r)
+            bar.advance(len(neighbours))
+    scores: dict[str, np.ndarray] = {f"recall@{k}": hits[k] for k in ks}
+    if map_at_r:
+        scores["map@r"] = precision
+    return scores
 
 
 @dataclass

@@ -69,6 +69,7 @@ def test_skip_bad_works_through_the_cli_on_a_builtin_dataset(tmp_path):
         "train", "--dataset", "digits", "--loss", "triplet", "--image-size", "16",
         "--backbone", "test_resnet", "--set", "model.pretrained=false", "--epochs", "1",
         "--set", "trainer.limit_train_batches=2", "--set", "trainer.progress_bar=false",
+        "--set", "trainer.report=false",
         "--set", "data.max_eval_per_class=20", "--set", "data.skip_bad=true",
     ]  # fmt: skip
     assert main([*argv, "--out", str(out)]) == 0

@@ -28,6 +28,7 @@ TINY = [
     "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1",
     "--set", "data.resize_ratio=1.0", "--set", "data.max_eval_per_class=20",
     "--set", "trainer.limit_train_batches=3", "--set", "trainer.progress_bar=false",
+    "--set", "trainer.report=false",
     "--set", "trainer.log_every_n_steps=1",
 ]  # fmt: skip
 

@@ -78,6 +78,7 @@ def test_train_with_no_batch_flags(tmp_path, capsys):
     argv = ["train", "--dataset", "digits", "--loss", "triplet", "--epochs", "1",
             "--image-size", "16", "--backbone", "test_resnet", "--set", "model.pretrained=false",
             "--set", "trainer.limit_train_batches=2", "--set", "trainer.progress_bar=false",
+            "--set", "trainer.report=false",
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out

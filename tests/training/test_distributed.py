@@ -141,6 +141,7 @@ TINY_DDP = [
     "--set", "data.val_fraction=0.4", "--set", "data.resize_ratio=1.0",
     "--set", "data.max_eval_per_class=40",
     "--set", "trainer.limit_train_batches=2", "--set", "trainer.progress_bar=false",
+    "--set", "trainer.report=false",
     "--no-baseline", "--set", "trainer.accelerator=cpu",
 ]  # fmt: skip
 

@@ -19,6 +19,7 @@ TINY = [
     "--image-size", "16", "--backbone", "test_resnet", "--set", "model.pretrained=false",
     "--batch-size", "16", "--set", "data.resize_ratio=1.0", "--set", "data.max_eval_per_class=30",
     "--set", "trainer.limit_train_batches=2", "--set", "trainer.progress_bar=false",
+    "--set", "trainer.report=false",
     "--set", "trainer.log_every_n_steps=1",
 ]  # fmt: skip
 FOUR_CLUSTERS = ["--set", "loss.params.num_clusters=4"]

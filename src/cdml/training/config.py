@@ -109,7 +109,8 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     progress_bar: bool = True
     # The validation metric that chooses the best checkpoint (higher is better, as every
-    # metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi or val/map@r.
+    # metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi, val/ami, val/ari,
+    # val/purity or val/map@r.
     monitor: str = "val/recall@1"
     # Experiment trackers (Lightning's loggers): csv, tensorboard (logs/version_N/), wandb
     # (W&B's settings, e.g. WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else an SQLite
@@ -117,6 +118,8 @@ class TrainerConfig:
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
     # Multi-GPU runs: BatchNorm statistics over every device's batch (not with freeze_bn).
     sync_batchnorm: bool = False
+    # Write report.html (cdml.report) into the run folder at the end of the run.
+    report: bool = True
 
 
 @dataclass

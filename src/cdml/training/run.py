@@ -308,6 +308,10 @@ def _train(
             )
     if trainer.is_global_zero:
         write_json(out / "metrics.json", results)
+        if config.trainer.report and has_test:
+            from cdml.report import write_report
+
+            write_report(out, progress=config.trainer.progress_bar)
     return results
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ def plot_retrieval(
     k: int = 5,
     seed: int = 0,
     class_names: ClassNames | None = None,
+    queries: Sequence[int] | None = None,
 ) -> Path:
     """Draw a retrieval grid to a PNG: one row per query, the query then its top-``k``
     neighbours (``retrieve``), each neighbour framed green if it shares the query's label,
@@ -78,6 +80,7 @@ def plot_retrieval(
         num_queries: queries drawn at random (seeded, without replacement); all items if fewer.
         k: neighbours per query, searched among all ``n`` items.
         class_names: ``class_names[label]`` for the captions (default: the label).
+        queries: the query items, in this order, instead of ``num_queries`` random ones.
     """
     points = as_embeddings(embeddings, min_rows=2, dtype=np.float64)
     item_labels = as_labels(labels, len(points))
@@ -85,8 +88,11 @@ def plot_retrieval(
     check_class_names(class_names, item_labels)
     if num_queries < 1:
         raise ValueError(f"num_queries must be positive, got {num_queries}")
-    rng = np.random.default_rng(seed)
-    queries = np.sort(rng.choice(len(points), size=min(num_queries, len(points)), replace=False))
+    if queries is None:
+        rng = np.random.default_rng(seed)
+        size = min(num_queries, len(points))
+        queries = np.sort(rng.choice(len(points), size=size, replace=False))
+    queries = np.asarray(queries, dtype=np.int64)
     neighbours, matches = retrieve(points, item_labels, queries, k)
 
     figure = new_figure(_CELL_INCHES * (k + 1.3), _CELL_INCHES * 1.15 * len(queries) + 0.5, _DPI)
