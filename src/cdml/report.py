@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Subset
 
-from cdml.data import load_dataset
+from cdml.data import dataset_info, load_dataset
 from cdml.inference import embed, load_checkpoint
 from cdml.io import write_text
 from cdml.metrics import per_query_scores
@@ -152,6 +152,8 @@ def _embedding_sections(
         return {}
     model, config = load_checkpoint(checkpoint)
     data = config.data
+    if not dataset_info(data.dataset).labelled:  # no test split to show
+        return {}
     transform = transforms_of(data, train=False)
     dataset = load_dataset(
         data.dataset, data.root, "test", transform=transform, skip_bad=data.skip_bad
