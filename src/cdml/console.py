@@ -49,18 +49,22 @@ def by_category(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
     return rows
 
 
+# The parts of a run's metrics.json: (trained metrics, untrained metrics, what they measure).
+RUN_PARTS = (
+    ("test", "untrained", "unseen test classes"),
+    ("val", "untrained_val", "validation classes (held-out training classes)"),
+)
+
+
 def run_tables(results: Mapping[str, Any], method: str, dataset: str) -> list[Table]:
     """The tables of a run's ``metrics.json`` content: the unseen test classes and the
     validation classes, each with the untrained model, the trained one and the change in
     points (where the run measured both), and the trained model's per-category metrics."""
-    parts = (
-        ("test", "untrained", f"{dataset}: unseen test classes"),
-        ("val", "untrained_val", f"{dataset}: validation classes (held-out training classes)"),
-    )
     tables = []
-    for trained_key, untrained_key, title in parts:
+    for trained_key, untrained_key, part in RUN_PARTS:
         if trained_key not in results:
             continue
+        title = f"{dataset}: {part}"
         rows = {f"trained ({method})": results[trained_key]}
         if untrained_key in results:
             before, after = results[untrained_key], results[trained_key]

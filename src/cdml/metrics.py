@@ -115,13 +115,12 @@ def evaluate(
         ValueError: bad shapes or dtypes, NaN or inf, a query with no other item of its label
             to retrieve, or K larger than the candidates.
     """
-    device = torch.device(device) if device is not None else _device_of(embeddings)
+    device = _search_device(embeddings, device)
     if kmeans_iters < 20:
         raise ValueError(f"kmeans_iters must be at least 20, got {kmeans_iters}")
     if nmi_runs < 1:
         raise ValueError(f"nmi_runs must be at least 1, got {nmi_runs}")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     task = _retrieval_task(
         embeddings, labels, gallery, gallery_labels, is_query, is_gallery, categories
     )
@@ -159,9 +158,8 @@ def per_query_scores(
     """Each item's own retrieval scores when it queries all the others (the papers'
     protocol of :func:`evaluate`): ``{"recall@K": (n,) bool, "map@r": (n,) AP@R}``, whose
     means are :func:`evaluate`'s values; the lowest AP@R are the worst queries."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    device = torch.device(device) if device is not None else _device_of(embeddings)
+    check_metric(metric)
+    device = _search_device(embeddings, device)
     task = _retrieval_task(embeddings, labels, None, None, None, None, None)
     ks = _check_ks(ks, len(task.reference) - 1)
     return _per_query_scores(task, ks, True, metric, device, progress)
@@ -305,9 +303,18 @@ def _as_categories(value: Any, n: int) -> np.ndarray:
     return array.astype(np.str_)
 
 
-def _device_of(embeddings: Any) -> torch.device:
-    device = getattr(embeddings, "device", None)
-    return device if isinstance(device, torch.device) else torch.device("cpu")
+def _search_device(embeddings: Any, device: str | torch.device | None) -> torch.device:
+    """``device``, or by default the embeddings' own (a tensor's; the CPU otherwise)."""
+    if device is not None:
+        return torch.device(device)
+    own = getattr(embeddings, "device", None)
+    return own if isinstance(own, torch.device) else torch.device("cpu")
+
+
+def check_metric(metric: str) -> None:
+    """``ValueError`` unless ``metric`` is one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
 
 
 def _unit_rows(points: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Subset
 
+from cdml.console import RUN_PARTS
 from cdml.data import dataset_info, load_dataset
 from cdml.inference import embed, load_checkpoint
 from cdml.io import write_text
@@ -94,10 +95,7 @@ def _required(path: Path) -> Path:
 
 def _metrics_html(results: dict[str, Any]) -> str:
     tables = []
-    for trained, untrained, title in (
-        ("test", "untrained", "unseen test classes"),
-        ("val", "untrained_val", "validation classes"),
-    ):
+    for trained, untrained, title in RUN_PARTS:
         if trained not in results:
             continue
         columns = {"untrained": results.get(untrained), "trained": results[trained]}

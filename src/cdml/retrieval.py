@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from cdml.io import write_json
-from cdml.metrics import METRICS
+from cdml.metrics import check_metric
 from cdml.progress import Progress
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -62,14 +62,13 @@ class GalleryIndex:
         metric: str = "l2",
     ) -> GalleryIndex:
         """An empty index for ``dim``-dimensional embeddings compared by ``metric`` (one of
-        :data:`METRICS`). ``nlist`` (IVF) defaults to ``4 sqrt(n)`` of the first batch
+        :data:`cdml.metrics.METRICS`). ``nlist`` (IVF) defaults to ``4 sqrt(n)`` of the first batch
         added."""
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        check_metric(metric)
         gallery = cls(None, kind, {"nlist": nlist, "nprobe": nprobe, "metric": metric})
         if kind == "flat":
             gallery.index = faiss.IndexFlat(dim, gallery._faiss_metric)
