@@ -7,8 +7,9 @@ benchmark measures cdml's machinery at this scale, not the quality of an embeddi
 each in its own process so that its peak resident memory is its own:
 
 1. ``cdml embed --images DIR`` of the 100,000 files;
-2. ``cdml cluster --embeddings`` with k = 10 (k-means), with ``--k auto`` and with
-   ``--method medoids --k 10``, each writing assignments, clusters and contact sheets.
+2. ``cdml cluster --embeddings`` with k = 10 (spectral, the default), with ``--k auto``,
+   and with ``--method kmeans`` and ``--method medoids`` at k = 10, each writing
+   assignments, clusters and contact sheets.
 
 Run: ``.venv/bin/python benchmarks/bench_cluster.py [--n 100000] [--checkpoint CKPT]``
 (needs ``apt-get install dataset-fashion-mnist``).
@@ -102,8 +103,9 @@ def main() -> None:
             )  # fmt: skip
         }
         for name, extra in (
-            ("k-means, k = 10", ["--k", "10"]),
-            ("k-means, k auto", ["--k", "auto"]),
+            ("spectral, k = 10", ["--k", "10"]),
+            ("spectral, k auto", ["--k", "auto"]),
+            ("k-means, k = 10", ["--k", "10", "--method", "kmeans"]),
             ("medoids, k = 10", ["--k", "10", "--method", "medoids"]),
         ):
             out = tmp / name.replace(" ", "").replace(",", "_").replace("=", "")

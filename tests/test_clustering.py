@@ -1,5 +1,5 @@
-"""Clustering new images: the number of groups, k-means and facility-location medoids, and
-what `cdml cluster` writes."""
+"""Clustering new images: the number of groups, spectral clustering, k-means and
+facility-location medoids, and what `cdml cluster` writes."""
 
 import csv
 import itertools
@@ -12,7 +12,14 @@ from PIL import Image
 from sklearn.datasets import make_blobs
 
 from cdml.cli import main
-from cdml.clustering import cluster, estimate_num_clusters
+from cdml.clustering import (
+    CLUSTER_METHODS,
+    cluster,
+    estimate_num_clusters,
+    modularity,
+    neighbour_graph,
+    spectral_embedding,
+)
 from cdml.losses.facility_location import facility_location_medoids
 from cdml.metrics import evaluate, partition_scores
 
@@ -29,7 +36,15 @@ def test_the_estimated_number_of_groups_is_the_number_of_separated_classes(class
     assert estimate_num_clusters(points) == classes
 
 
-@pytest.mark.parametrize("method", ["kmeans", "medoids"])
+def test_beyond_one_sample_the_estimate_averages_several(monkeypatch):
+    monkeypatch.setattr("cdml.clustering.ESTIMATE_SAMPLE_SIZE", 300)
+    points, _ = blobs(4)
+    assert estimate_num_clusters(points) == 4
+    with pytest.raises(ValueError, match=r"k_max must lie in 2..299 for 300 items"):
+        estimate_num_clusters(points, k_max=500)
+
+
+@pytest.mark.parametrize("method", sorted(CLUSTER_METHODS))
 def test_separated_classes_are_recovered_and_exemplars_are_members(method):
     points, labels = blobs(6)
     result = cluster(points, 6, method)
@@ -57,7 +72,70 @@ def test_kmeans_clusters_score_at_least_as_well_as_evaluates_single_run():
     # Overlapping classes, where one k-means run can split a class; restarts keep the best.
     points, labels = blobs(10, n=2000, spread=2.5, seed=4)
     single = evaluate(points, labels, map_at_r=False)["nmi"]
-    assert partition_scores(labels, cluster(points, 10).assignment)["nmi"] >= single - 1e-9
+    result = cluster(points, 10, "kmeans")
+    assert partition_scores(labels, result.assignment)["nmi"] >= single - 1e-9
+
+
+def two_moons(n=1000, seed=0):
+    # Two interleaved half circles: not separable by centroids, connected along each curve.
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, np.pi, n)
+    labels = rng.integers(0, 2, n)
+    points = np.stack([np.cos(angle), np.sin(angle)], 1)
+    points[labels == 1] = 1 - points[labels == 1] - [0, 0.5]
+    return (points + rng.normal(0, 0.05, points.shape)).astype(np.float32), labels
+
+
+def test_spectral_clustering_follows_the_neighbour_graph_where_kmeans_cannot():
+    points, labels = two_moons()
+    spectral = partition_scores(labels, cluster(points, 2, "spectral").assignment)["nmi"]
+    kmeans = partition_scores(labels, cluster(points, 2, "kmeans").assignment)["nmi"]
+    assert spectral > 0.95 > 0.5 > kmeans
+
+
+def test_the_spectral_embedding_matches_a_dense_eigendecomposition():
+    points, _ = blobs(3, n=300, spread=3.0, seed=1)
+    graph = neighbour_graph(points, 10)
+    assert (graph != graph.T).nnz == 0 and graph.diagonal().sum() == 0
+    assert (np.asarray(graph.sum(axis=1)) >= 10).all()
+    degrees = np.asarray(graph.sum(axis=1)).ravel()
+    normalised = graph.toarray() / np.sqrt(np.outer(degrees, degrees))
+    values, vectors = np.linalg.eigh(normalised)
+    expected = vectors[:, ::-1][:, :4]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    rows = spectral_embedding(graph, 4)
+    # The same subspace: every expected column is a combination of the computed ones (the
+    # rows' normalisation is per row, so compare the spans of the row-normalised matrices).
+    projection = rows @ np.linalg.lstsq(rows, expected, rcond=None)[0]
+    np.testing.assert_allclose(projection, expected, atol=1e-4)
+    assert values[-4] - values[-5] > 1e-3  # a well-defined 4-dimensional subspace
+
+
+def test_every_component_of_a_disconnected_graph_gets_its_own_direction():
+    # 12 separate groups: ARPACK alone finds only one eigenvector for a repeated eigenvalue.
+    points, labels = blobs(12, n=600, spread=0.2, seed=2)
+    graph = neighbour_graph(points, 10)
+    rows = spectral_embedding(graph, 12)
+    assert partition_scores(labels, np.abs(rows).argmax(axis=1))["nmi"] == pytest.approx(1.0)
+    # More components than directions: the smallest components get rows of zeros, and
+    # cluster() still places their items, each with its nearest neighbour's cluster.
+    few = spectral_embedding(graph, 5)
+    assert (~few.any(axis=1)).sum() == 600 - np.sort(np.bincount(labels))[-5:].sum()
+    result = cluster(points, 5, "spectral")
+    assert result.k == 5
+    assert all(len(np.unique(result.assignment[labels == c])) == 1 for c in range(12))
+
+
+def test_modularity_against_its_definition():
+    points, _ = blobs(4, n=80, spread=3.0, seed=5)
+    graph = neighbour_graph(points, 6)
+    assignment = np.random.default_rng(0).integers(0, 3, 80)
+    adjacency = graph.toarray()
+    degrees, total = adjacency.sum(1), adjacency.sum()
+    same = assignment[:, None] == assignment[None, :]
+    for resolution in (1.0, 0.6):
+        expected = ((adjacency - resolution * np.outer(degrees, degrees) / total) * same).sum()
+        assert modularity(graph, assignment, resolution) == pytest.approx(expected / total)
 
 
 def test_cluster_writes_assignments_clusters_and_sheets(tiny_checkpoint, tmp_path, capsys):

@@ -265,10 +265,13 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--out", type=Path, required=True, help="output folder")
     cluster.add_argument(
         "--k", type=_cluster_count, default="auto",
-        help="number of clusters, or auto (default: the silhouette's choice)",
+        help="number of clusters, or auto (default: the modularity's choice)",
     )  # fmt: skip
     cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
-    cluster.add_argument("--method", choices=list(CLUSTER_METHODS), default="kmeans")
+    cluster.add_argument(
+        "--method", choices=list(CLUSTER_METHODS), default="spectral",
+        help="spectral (of the nearest-neighbour graph; default), kmeans or medoids",
+    )  # fmt: skip
     cluster.add_argument("--members", type=int, default=35, help="members per contact sheet")
     cluster.add_argument("--seed", type=int, default=0)
     cluster.set_defaults(run=_run_cluster)
@@ -639,7 +642,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
     summary = write_clusters(args.out, result, arrays, members=args.members, progress=True)
     console.print(
         f"{summary['items']:,} items in {result.k} clusters ({args.method}"
-        f"{', k chosen by silhouette' if args.k == 'auto' else ''}) written to {args.out}"
+        f"{', k chosen by modularity' if args.k == 'auto' else ''}) written to {args.out}"
     )
     if "scores" in summary:
         console.print(metrics_table({"against the labels": summary["scores"]}))
