@@ -276,7 +276,9 @@ def estimate_num_clusters(
     if not 2 <= k_max <= min(size - 1, SPECTRAL_MAX_K):
         raise ValueError(f"k_max must lie in 2..{min(size - 1, SPECTRAL_MAX_K)} for "
                          f"{size} items, got {k_max}")  # fmt: skip
-    candidates = sorted({*range(2, min(20, k_max) + 1), *np.geomspace(20, k_max, 30).astype(int)})
+    candidates = sorted(
+        {*range(2, min(20, k_max) + 1), *np.geomspace(20, k_max, 30).astype(int).tolist()}
+    )
     candidates = [k for k in candidates if 2 <= k <= k_max]
     scores = np.zeros(len(candidates))
     with Progress("estimating k (modularity)", total=draws * len(candidates),
