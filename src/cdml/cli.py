@@ -265,7 +265,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--out", type=Path, required=True, help="output folder")
     cluster.add_argument(
         "--k", type=_cluster_count, default="auto",
-        help="number of clusters, or auto (default: the modularity's choice)",
+        help="number of clusters, or auto (default: estimated from the neighbour graph)",
     )  # fmt: skip
     cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
     cluster.add_argument(
@@ -642,7 +642,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
     summary = write_clusters(args.out, result, arrays, members=args.members, progress=True)
     console.print(
         f"{summary['items']:,} items in {result.k} clusters ({args.method}"
-        f"{', k chosen by modularity' if args.k == 'auto' else ''}) written to {args.out}"
+        f"{', k estimated' if args.k == 'auto' else ''}) written to {args.out}"
     )
     if "scores" in summary:
         console.print(metrics_table({"against the labels": summary["scores"]}))

@@ -3,8 +3,8 @@ facility-location medoids, and an estimate of the number of groups.
 
 ``cluster(embeddings, k)`` returns each item's cluster, each cluster's exemplar (a real item:
 the medoid, or the member nearest the cluster's centroid) and each item's distance to it
-(the medoid) or to the centroid. ``k="auto"`` estimates the number of groups by the
-modularity of spectral clusterings of a sample (:func:`estimate_num_clusters`).
+(the medoid) or to the centroid. ``k="auto"`` estimates the number of groups from the
+eigenvalues of the nearest-neighbour graph of a sample (:func:`estimate_num_clusters`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ ESTIMATE_DRAWS = 3
 RESTARTS = 3
 # Nearest neighbours of each item in the graph of spectral clustering and of the estimate.
 NEIGHBOURS = 30
-# Modularity resolution of the estimate (below 1 favours fewer, larger groups); chosen on the
-# training classes of digits and Fashion-MNIST, where it finds their 5 classes.
-RESOLUTION = 0.6
+# The estimate counts the graph's eigenvalues above this; chosen on training and validation
+# classes (digits' and Fashion-MNIST's 5 training classes, glyphs' 27 validation ones).
+EIGENVALUE_THRESHOLD = 0.9
 # Largest k of spectral clustering: it needs k eigenvectors of an n x n graph.
 SPECTRAL_MAX_K = 1000
 
@@ -109,14 +109,17 @@ def neighbour_graph(points: np.ndarray, neighbours: int = NEIGHBOURS) -> sp.csr_
     return graph.maximum(graph.T).tocsr()
 
 
-def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.ndarray:
-    """Rows ``(n, dims)`` of unit length: the ``dims`` leading eigenvectors of the normalised
-    adjacency ``D^-1/2 A D^-1/2`` of ``graph``, row-normalised (Ng, Jordan and Weiss 2001):
-    items of one well-connected group get nearly the same row.
+def spectral_decomposition(
+    graph: sp.csr_matrix, dims: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (dims,), vectors (n, dims))``: the ``dims`` largest eigenvalues of the
+    normalised adjacency ``D^-1/2 A D^-1/2`` of ``graph``, in decreasing order, and their
+    eigenvectors.
 
     Each connected component is solved on its own (ARPACK from one start vector finds one
     eigenvector per repeated eigenvalue, and every component has eigenvalue 1); where there
-    are more components than ``dims``, the items of the smallest get rows of zeros."""
+    are more components than ``dims``, the smallest are left out (their items' entries are
+    zero)."""
     count, component = connected_components(graph, directed=False)
     order = np.argsort(component, kind="stable")
     groups = np.split(order, np.cumsum(np.bincount(component, minlength=count))[:-1])
@@ -134,23 +137,19 @@ def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.nda
         for j in range(len(values) - 1, len(values) - 1 - wanted, -1):  # ascending order
             found.append((round(values[j], 9), len(members), members, vectors[:, j]))
     found.sort(key=lambda pair: pair[:2], reverse=True)  # ties: the larger component first
-    rows = np.zeros((graph.shape[0], dims))
-    for column, (_, _, members, vector) in enumerate(found[:dims]):
-        rows[members, column] = vector
+    values, vectors = np.zeros(dims), np.zeros((graph.shape[0], dims))
+    for column, (value, _, members, vector) in enumerate(found[:dims]):
+        values[column], vectors[members, column] = value, vector
+    return values, vectors
+
+
+def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.ndarray:
+    """Rows ``(n, dims)`` of unit length: the ``dims`` leading eigenvectors of
+    :func:`spectral_decomposition`, row-normalised (Ng, Jordan and Weiss 2001): items of one
+    well-connected group get nearly the same row. Items of components left out get zeros."""
+    rows = spectral_decomposition(graph, dims, seed)[1]
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def modularity(graph: sp.csr_matrix, assignment: np.ndarray, resolution: float = 1.0) -> float:
-    """Newman's modularity of the partition ``assignment`` ``(n,)`` of ``graph`` ``(n, n)``:
-    the share of edges inside clusters less ``resolution`` times its expectation at random
-    with the same degrees, ``sum_c e_c / m - resolution * (d_c / m)^2``."""
-    degrees = np.asarray(graph.sum(axis=1)).ravel()
-    total = degrees.sum()
-    edges = graph.tocoo()
-    inside = edges.data[assignment[edges.row] == assignment[edges.col]].sum()
-    volumes = np.bincount(assignment, weights=degrees)
-    return float(inside / total - resolution * ((volumes / total) ** 2).sum())
 
 
 @register_cluster_method("spectral")
@@ -164,23 +163,12 @@ def _spectral(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np
         graph = neighbour_graph(points)
     with Progress(f"spectral embedding ({k} eigenvectors)", enabled=progress):
         rows = spectral_embedding(graph, k, seed)
-    return _spectral_partition(points, graph, rows, k, seed, progress), None
-
-
-def _spectral_partition(
-    points: np.ndarray, graph: sp.csr_matrix, rows: np.ndarray, k: int, seed: int,
-    progress: bool = False,
-) -> np.ndarray:  # fmt: skip
-    """Assignment ``(n,)``: k-means of the first ``k`` columns of the spectral embedding
-    ``rows`` of ``graph``, row-normalised. Items whose rows are zero there (of components
-    too small to have a column) join, a whole component at a time, the cluster that most of
-    its items' nearest placed items (in ``points``) belong to."""
-    rows = rows[:, :k]
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    placed = np.flatnonzero(norms[:, 0] > 0)
+    placed = np.flatnonzero(rows.any(axis=1))
     assignment = np.empty(len(points), np.int64)
-    assignment[placed] = kmeans_plus_plus(rows[placed] / norms[placed], k, seed, progress)[1]
+    assignment[placed] = kmeans_plus_plus(rows[placed], k, seed, progress)[1]
     if len(placed) < len(points):
+        # Components too small for a column of their own: each joins, as a whole, the cluster
+        # that most of its items' nearest placed items belong to.
         rest = np.setdiff1d(np.arange(len(points)), placed)
         votes = assignment[placed[nearest_neighbours(points[rest], points[placed], 1)[:, 0]]]
         component = connected_components(graph, directed=False)[1][rest]
@@ -188,7 +176,7 @@ def _spectral_partition(
         best = pairs[np.lexsort((-counts, pairs[:, 0]))]  # per component, most votes first
         components, first = np.unique(best[:, 0], return_index=True)
         assignment[rest] = best[first, 1][np.searchsorted(components, component)]
-    return assignment
+    return assignment, None
 
 
 @register_cluster_method("kmeans")
@@ -264,11 +252,13 @@ def estimate_num_clusters(
     seed: int = 0,
     progress: bool = False,
 ) -> int:
-    """The number of groups in ``embeddings`` ``(n, d)``: the k whose spectral clustering (as
-    :func:`cluster`'s ``"spectral"``) has the highest :func:`modularity` at resolution 0.6 on
-    the 30-nearest-neighbour graph, for k from 2 to ``k_max`` (default
-    ``min(200, sample / 4)``): every k up to 20, then steps of about 10%. Beyond 8,192 items
-    the modularity is averaged over 3 samples of 8,192. Ties go to the smaller k."""
+    """The number of groups in ``embeddings`` ``(n, d)``: how many eigenvalues of the
+    normalised adjacency of the 30-nearest-neighbour graph (:func:`spectral_decomposition`)
+    exceed 0.9, on a sample of up to 8,192 items (beyond that, the mean over 3 samples,
+    rounded), within 2..``k_max`` (default ``min(200, sample / 4)``).
+
+    Eigenvalue 1 counts a group with no edge leaving it, and by the graph's Cheeger
+    inequalities an eigenvalue near 1 a group that few of its items' neighbours leave."""
     points = as_embeddings(embeddings, "embeddings", min_rows=3)
     draws = 1 if len(points) <= ESTIMATE_SAMPLE_SIZE else ESTIMATE_DRAWS
     size = min(len(points), ESTIMATE_SAMPLE_SIZE)
@@ -276,22 +266,14 @@ def estimate_num_clusters(
     if not 2 <= k_max <= min(size - 1, SPECTRAL_MAX_K):
         raise ValueError(f"k_max must lie in 2..{min(size - 1, SPECTRAL_MAX_K)} for "
                          f"{size} items, got {k_max}")  # fmt: skip
-    candidates = sorted(
-        {*range(2, min(20, k_max) + 1), *np.geomspace(20, k_max, 30).astype(int).tolist()}
-    )
-    candidates = [k for k in candidates if 2 <= k <= k_max]
-    scores = np.zeros(len(candidates))
-    with Progress("estimating k (modularity)", total=draws * len(candidates),
-                  enabled=progress) as bar:  # fmt: skip
+    counts = []
+    with Progress("estimating k (eigenvalues)", total=draws, enabled=progress) as bar:
         for draw in range(draws):
             sample = points[sample_indices(len(points), size, seed + draw)]
-            graph = neighbour_graph(sample)
-            rows = spectral_embedding(graph, k_max, seed)
-            for i, k in enumerate(candidates):
-                assignment = _spectral_partition(sample, graph, rows, k, seed)
-                scores[i] += modularity(graph, assignment, RESOLUTION) / draws
-                bar.advance(1)
-    return candidates[int(np.argmax(scores > scores.max() - 1e-12))]
+            values, _ = spectral_decomposition(neighbour_graph(sample), k_max + 1, seed)
+            counts.append(int((values > EIGENVALUE_THRESHOLD).sum()))
+            bar.advance(1)
+    return int(np.clip(round(float(np.mean(counts))), 2, k_max))
 
 
 def write_clusters(
