@@ -255,7 +255,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cluster = commands.add_parser(
         "cluster",
-        help="group images by the learned embedding: k-means or facility-location medoids",
+        help="group images into clusters by the learned embedding, with contact sheets",
         description="Cluster the embeddings of --images, of a --dataset split or of an "
         "--embeddings file into --out: assignments.csv, clusters.json (with NMI, AMI, ARI "
         "and purity where labels are known) and contact sheets of every cluster.",
@@ -270,7 +270,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
     cluster.add_argument(
         "--method", choices=list(CLUSTER_METHODS), default="spectral",
-        help="spectral (of the nearest-neighbour graph; default), kmeans or medoids",
+        help="how to cluster (default: spectral, of the nearest-neighbour graph)",
     )  # fmt: skip
     cluster.add_argument("--members", type=int, default=35, help="members per contact sheet")
     cluster.add_argument("--seed", type=int, default=0)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -192,9 +191,7 @@ def _medoids(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.
     chosen = torch.from_numpy(points[sample])
     with Progress(f"facility-location medoids ({k:,})", enabled=progress):
         medoids = sample[facility_location_medoids(torch.cdist(chosen, chosen), k).numpy()]
-    index = faiss.IndexFlatL2(points.shape[1])
-    index.add(np.ascontiguousarray(points[medoids]))
-    return index.search(points, 1)[1][:, 0], medoids
+    return nearest_neighbours(points, points[medoids], 1)[:, 0], medoids
 
 
 def cluster(
