@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from cdml.cli import main
+from cdml.viz.contact_sheet import contact_sheet
 
 KINDS = ["missing", "folder", "empty", "random", "truncated", "pickle", "other-kind"]
-SENTINEL = b"the user's own file\n"
 
 
 class Marker:
@@ -84,8 +84,8 @@ def check_refused(argv, culprit, capsys, folder, untouched=()):
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_bad_checkpoint(kind, valid, tmp_path, capsys):
     ckpt = bad_file(kind, valid["ckpt"], valid["png"], tmp_path, "model.ckpt")
-    out = tmp_path / "out.npz"
-    out.write_bytes(SENTINEL)
+    out = tmp_path / "out.npz"  # embeddings of an earlier run, which embed may replace
+    np.savez(out, embeddings=np.ones((2, 2), np.float32))
     gallery = ["--images", valid["images"]]
     for argv in (
         ["embed", "--checkpoint", ckpt, "--dataset", "digits", "--out", out],
@@ -114,8 +114,7 @@ def test_a_bad_resume_checkpoint(kind, valid, tmp_path, capsys):
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_bad_embeddings_file(kind, valid, tmp_path, capsys):
     npz = bad_file(kind, valid["npz"], valid["png"], tmp_path, "e.npz")
-    out = tmp_path / "out.png"
-    out.write_bytes(SENTINEL)
+    out = contact_sheet([np.zeros((4, 4, 3), np.uint8)], tmp_path / "out.png")  # plot's own
     for argv in (
         ["evaluate", npz],
         ["plot", "--embeddings", npz, "--out", out],
@@ -165,8 +164,8 @@ def test_a_bad_image(kind, valid, tmp_path, capsys):
     images.mkdir()
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(images / "good.png")
     image = bad_image(kind, valid, images)
-    out = tmp_path / "out.npz"
-    out.write_bytes(SENTINEL)
+    out = tmp_path / "out.npz"  # embeddings of an earlier run, which embed may replace
+    np.savez(out, embeddings=np.ones((2, 2), np.float32))
     index = tmp_path / "index"
     ckpt = valid["ckpt"]
     for argv in (

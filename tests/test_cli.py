@@ -52,7 +52,7 @@ def _write(tmp_path, name, **arrays):
         (lambda d: _write(d, "a.npz", embeddings=np.zeros((4, 2))), "no array 'labels'"),
         (
             lambda d: _write(d, "b.npz", embeddings=np.zeros((4, 2)), labels=np.zeros(3, int)),
-            "4 rows but 'labels' has 3",
+            "4 rows but 'labels' has shape (3,)",
         ),
         (
             lambda d: _write(d, "c.npz", embeddings=np.zeros((4, 2)), labels=np.arange(4)),

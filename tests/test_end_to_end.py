@@ -257,18 +257,20 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
     import socket
     import subprocess
 
+    from cdml.training.run import LOCK_FILE
+
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live holder
+    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live holder
     assert train(out, "--epochs", "1", "--no-baseline") == 2
     err = capsys.readouterr().err
     assert f"in use by another cdml run (process {os.getpid()}" in err
     assert not (out / "config.yaml").exists()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    (out / ".lock").write_text(f"{socket.gethostname()} {gone.pid}\n")  # left by a crash
+    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {gone.pid}\n")  # left by a crash
     assert train(out, "--epochs", "1", "--no-baseline") == 0
-    assert not (out / ".lock").exists()  # released at the end of the run
+    assert not (out / LOCK_FILE).exists()  # released at the end of the run
 
 
 def test_saturated_validation_does_not_choose_the_checkpoint(tmp_path, monkeypatch, capsys):

@@ -79,7 +79,7 @@ def test_export_refuses_bad_input_by_name(embedded, tmp_path, capsys):
         (["--checkpoint", bad, "--out", tmp_path / "m.onnx"], bad),
         (["--checkpoint", checkpoint, "--out", tmp_path / "absent" / "m.onnx"], "absent"),
         (["--checkpoint", checkpoint, "--out", tmp_path / "m.onnx", "--image-size", "4"],
-         "image_size"),
+         "--image-size"),
     ):  # fmt: skip
         assert main(["export", *map(str, argv)]) == 2
         err = capsys.readouterr().err

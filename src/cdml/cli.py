@@ -394,8 +394,13 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in overrides.items() if value is not None}
     overrides.update(_parse_sets(args.set))
     if args.resume:
-        out = Path(overrides.get("out", RunConfig().out))
-        config = load_config(_existing(out / "config.yaml", "--resume: no run to resume at"))
+        # The run's own config, or --config's: either is checked against the checkpoint's.
+        base = (
+            load_config(_existing(args.config, "--config: no such file")) if args.config else None
+        )
+        out = Path(overrides.get("out", base.out if base else RunConfig().out))
+        recorded = _existing(out / "config.yaml", "--resume: no run to resume at")
+        config = base or load_config(recorded)
     elif args.config:
         # A config file names what to train on and how, unless the flags do.
         require = [key for key in ("data.dataset", "loss.name") if key not in overrides]
@@ -435,9 +440,24 @@ def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
     images = getattr(args, "images", None)
     if (args.dataset is None) == (images is None):
         raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
+    _check_source(args)
     return embed_with_checkpoint(
         args.checkpoint, **_source(args), batch_size=args.batch_size, workers=args.workers
     )
+
+
+def _check_source(args: argparse.Namespace) -> None:
+    """The embedding settings of a command with a checkpoint source, checked before any work."""
+    from cdml.checks import check_image_size
+
+    if args.image_size is not None:
+        check_image_size(args.image_size, "--image-size")
+    for flag, value, least in (
+        ("--batch-size", args.batch_size, 1),
+        ("--workers", args.workers, 0),
+    ):
+        if value is not None and value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
 
 
 def _source(args: argparse.Namespace) -> dict[str, Any]:
@@ -450,25 +470,36 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_embed(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.io import atomic_path
+    from cdml.inference import EMBEDDINGS_FILE, is_embeddings_file, save_embeddings
+    from cdml.io import check_output
 
-    _check_writable(args.out)
+    check_output(
+        args.out,
+        what=EMBEDDINGS_FILE,
+        owned=is_embeddings_file,
+        inputs={"--checkpoint": args.checkpoint},
+    )
     arrays = _embed_from_checkpoint(args)
-    with atomic_path(args.out) as tmp:
-        np.savez(tmp, **arrays)
+    save_embeddings(args.out, arrays)
     console.print(f"{len(arrays['embeddings'])} embeddings written to {args.out}")
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from cdml.console import by_category, console, metrics_table
-    from cdml.io import write_json
+    from cdml.io import check_output, is_json_object, write_json
     from cdml.metrics import DEFAULT_KS, ITEM_MARKS, evaluate
 
     if (args.embeddings is None) == (args.checkpoint is None):
         raise UsageError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
     if args.json:
-        _check_writable(args.json)
+        check_output(
+            args.json,
+            what="a metrics file",
+            name="--json",
+            owned=lambda path: is_json_object(path, "map@r"),
+            inputs={"EMBEDDINGS": args.embeddings, "--checkpoint": args.checkpoint},
+        )
     if args.embeddings is not None:
         from cdml.inference import load_embeddings
 
@@ -499,13 +530,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # plot -------------------------------------------------------------------------------------
 def _run_plot(args: argparse.Namespace) -> int:
+    from cdml.checks import check_seed
     from cdml.console import console
+    from cdml.inference import load_embeddings
+    from cdml.io import check_output
     from cdml.viz import plot_retrieval, plot_tsne
+    from cdml.viz.figures import PNG_FIGURE, is_cdml_png
     from cdml.viz.inputs import sample_indices
 
-    _check_writable(args.out)
-    from cdml.inference import load_embeddings
-
+    check_seed(args.seed, "--seed")
+    check_output(
+        args.out, what=PNG_FIGURE, owned=is_cdml_png, inputs={"--embeddings": args.embeddings}
+    )
     arrays = load_embeddings(args.embeddings)
     embeddings, labels = arrays["embeddings"], arrays["labels"]
     if args.retrieval:
@@ -544,17 +580,10 @@ def _images(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path) ->
         raise UsageError(f"{source}: {error}") from None
 
 
-def _check_writable(path: Path) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"{path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{path}: folder {folder} is not writable")
-
-
 # index and search --------------------------------------------------------------------------
 def _run_index(args: argparse.Namespace) -> int:
     from cdml.console import console
+    from cdml.io import check_not_inside
     from cdml.retrieval import index_images
 
     if not args.extend:
@@ -562,9 +591,12 @@ def _run_index(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"{args.out} exists; pass --extend to add to it or choose another --out"
             )
-        _check_writable(args.out)
+        if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
+            raise UsageError(f"--out {args.out}: folder {args.out.parent} is not a writable folder")
     if (args.dataset is None) == (args.images is None):
         raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
+    check_not_inside(args.out, {"--checkpoint": args.checkpoint, "--images": args.images})
+    _check_source(args)
     gallery, added = index_images(
         args.checkpoint, args.out, kind=args.kind, metric=args.metric, extend=args.extend,
         **_source(args),
@@ -606,10 +638,13 @@ def _run_search(args: argparse.Namespace) -> int:
 
 # export -----------------------------------------------------------------------------------
 def _run_export(args: argparse.Namespace) -> int:
+    from cdml.checks import check_image_size
     from cdml.console import console
-    from cdml.export import export_model, sidecar_path
+    from cdml.export import check_export_output, export_model, sidecar_path
 
-    _check_writable(args.out)
+    check_export_output(args.out, args.checkpoint, name="--out")
+    if args.image_size is not None:
+        check_image_size(args.image_size, "--image-size")
     sidecar = export_model(args.checkpoint, args.out, args.format, args.image_size)
     size, shape = sidecar["input"]["crop"], sidecar["output"]["shape"]
     console.print(
@@ -621,17 +656,25 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # cluster ----------------------------------------------------------------------------------
 def _run_cluster(args: argparse.Namespace) -> int:
-    from cdml.clustering import cluster, write_clusters
+    from cdml.checks import check_seed
+    from cdml.clustering import check_clusters_output, cluster, write_clusters
     from cdml.console import console, metrics_table
 
     if (args.embeddings is None) == (args.checkpoint is None):
         raise UsageError("give either --embeddings FILE.npz or --checkpoint with the images")
     if args.members < 0:
         raise UsageError(f"--members must be 0 or more, got {args.members}")
+    check_seed(args.seed, "--seed")
+    check_clusters_output(args.out)
     if args.embeddings is not None:
         from cdml.inference import load_embeddings
 
         arrays = load_embeddings(args.embeddings, need_labels=False)
+        if "paths" not in arrays and "dataset" not in arrays:
+            raise UsageError(
+                f"{args.embeddings}: has no 'paths' or 'dataset' entry to find the images of "
+                "the contact sheets (write it with cdml embed)"
+            )
     else:
         arrays = _embed_from_checkpoint(args)
     try:
@@ -652,12 +695,13 @@ def _run_cluster(args: argparse.Namespace) -> int:
 # report -----------------------------------------------------------------------------------
 def _run_report(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.report import write_report
+    from cdml.report import check_report_output, write_report
 
     if args.max_items < 3:
         raise UsageError(f"--max-items must be at least 3, got {args.max_items}")
-    out = args.out or args.run_folder / "report.html"
-    _check_writable(out)
+    if not args.run_folder.is_dir():
+        raise UsageError(f"--run {args.run_folder}: no such folder")
+    out = check_report_output(args.out or args.run_folder / "report.html")
     written = write_report(args.run_folder, out, max_items=args.max_items, progress=True)
     console.print(f"report written to {written}")
     return 0

@@ -22,8 +22,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import kmeans_plusplus
 
+from cdml.checks import check_seed
 from cdml.inference import source_images
-from cdml.io import atomic_path, write_json
+from cdml.io import atomic_path, check_output_folder, is_json_object, write_json
 from cdml.losses.facility_location import facility_location_medoids
 from cdml.metrics import as_embeddings, kmeans, nearest_neighbours, partition_scores
 from cdml.progress import Progress
@@ -214,6 +215,7 @@ def cluster(
 
     Empty clusters are dropped."""
     points = as_embeddings(embeddings, "embeddings", min_rows=2)
+    check_seed(seed)
     if method not in CLUSTER_METHODS:
         raise ValueError(f"method must be one of {', '.join(CLUSTER_METHODS)}, got {method!r}")
     if k == "auto":
@@ -290,8 +292,15 @@ def write_clusters(
     - ``sheets/cluster_NNN.png``: the exemplar (framed) and up to ``members`` members,
       nearest first; ``sheets/overview.png``: every exemplar, with its cluster and size.
 
-    Returns the content of ``clusters.json``."""
-    out = Path(out)
+    ``out`` must be new, empty or a clustering cdml wrote (:func:`check_clusters_output`),
+    and the items' images known (``paths`` or ``dataset``), else ``ValueError`` before
+    anything is written. Returns the content of ``clusters.json``."""
+    out = check_clusters_output(out, name="out")
+    if "paths" not in arrays and "dataset" not in arrays:
+        raise ValueError(
+            "the items have no 'paths' or 'dataset' entry to find their images for the "
+            "contact sheets (embeddings written by cdml embed have them)"
+        )
     (out / "sheets").mkdir(parents=True, exist_ok=True)
     n = len(clustering.assignment)
     paths = arrays.get("paths", np.array([f"item {i}" for i in range(n)]))
@@ -319,6 +328,17 @@ def write_clusters(
     write_json(out / "clusters.json", summary)
     _write_sheets(out / "sheets", clustering, arrays, members, progress)
     return summary
+
+
+def check_clusters_output(out: str | Path, name: str = "--out") -> Path:
+    """``ValueError`` unless the folder ``out`` can take a clustering: new, empty, or one
+    that :func:`write_clusters` wrote; ``name`` is its flag or argument. Returns it."""
+    return check_output_folder(out, what="a clustering", owned=is_clustering, name=name)
+
+
+def is_clustering(folder: Path) -> bool:
+    """Whether ``folder`` holds a clustering that :func:`write_clusters` wrote."""
+    return is_json_object(folder / "clusters.json", "method", "clusters")
 
 
 def _write_sheets(

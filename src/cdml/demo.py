@@ -74,7 +74,7 @@ def demo_config(
         "optim.head_lr": 1e-4,
         "optim.loss_lr": 1e-3,  # the Group Loss's classifier, as in docs/results.md's rows
         "trainer.seed": seed,
-        "trainer.epochs": epochs or 4,
+        "trainer.epochs": 4 if epochs is None else epochs,
         "trainer.limit_train_batches": 25 if dataset == "fashion-mnist" else 15,
     }
     return apply_overrides(RunConfig(), {**settings, **(overrides or {})})

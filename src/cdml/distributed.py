@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import torch
@@ -9,6 +10,21 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 from torch.utils.data import Sampler
+
+
+def launched_on_nodes() -> bool:
+    """Whether this process was started by a launcher that starts one on every node of a
+    multi-node run: SLURM's srun, torchrun, LSF or MPI, or by hand with Lightning's
+    ``NODE_RANK`` (and ``MASTER_ADDR`` / ``MASTER_PORT``) set."""
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    launchers = (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment, MPIEnvironment)
+    return "NODE_RANK" in os.environ or any(launcher.detect() for launcher in launchers)
 
 
 def world_size() -> int:

@@ -4,16 +4,17 @@ how to feed it."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cdml.checks import check_image_size
 from cdml.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cdml.inference import checkpoint_digest, load_checkpoint
-from cdml.io import atomic_path, write_json
-from cdml.training.config import MIN_IMAGE_SIZE
+from cdml.io import atomic_path, check_output, is_json_object, write_json
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
@@ -42,14 +43,12 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    out = check_export_output(out, checkpoint)
+    if image_size is not None:
+        check_image_size(image_size)
     model, config = load_checkpoint(checkpoint)
-    size = image_size or config.data.image_size
-    if not isinstance(size, int) or isinstance(size, bool) or size < MIN_IMAGE_SIZE:
-        raise ValueError(
-            f"image_size must be an integer of at least {MIN_IMAGE_SIZE}, got {size!r}"
-        )
+    size = config.data.image_size if image_size is None else image_size
     example = torch.zeros(2, 3, size, size)
-    out = Path(out)
     with atomic_path(out) as tmp:
         if format == "onnx":
             _export_onnx(model, example, tmp)
@@ -83,6 +82,36 @@ def export_model(
     }
     write_json(sidecar_path(out), sidecar)
     return sidecar
+
+
+def check_export_output(out: str | Path, checkpoint: str | Path, name: str = "out") -> Path:
+    """``ValueError`` unless ``out`` and its sidecar can be written: neither is
+    ``checkpoint``, and each is new or an exported model (and its sidecar) that cdml wrote.
+    ``name`` is the output's flag or argument, for the messages. Returns ``out``."""
+    inputs = {"checkpoint": checkpoint}
+    out = check_output(
+        out, what="an exported model", owned=is_exported_model, inputs=inputs, name=name
+    )
+    check_output(
+        sidecar_path(out),
+        what="an exported model's sidecar",
+        owned=_is_sidecar,
+        inputs=inputs,
+        name=f"{name}'s sidecar",
+    )
+    return out
+
+
+def is_exported_model(path: str | Path) -> bool:
+    """Whether ``path`` is a model file that :func:`export_model` wrote: its sidecar names it."""
+    sidecar = sidecar_path(path)
+    if not _is_sidecar(sidecar):
+        return False
+    return json.loads(sidecar.read_text(encoding="utf-8")).get("file") == Path(path).name
+
+
+def _is_sidecar(path: Path) -> bool:
+    return is_json_object(path, "format", "file", "input", "output", "checkpoint_sha256")
 
 
 def sidecar_path(model_file: str | Path) -> Path:

@@ -13,11 +13,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from cdml.checks import check_image_size
 from cdml.data import load_dataset
 from cdml.data.folder import find_images, unlabelled_images
+from cdml.io import check_output, write_npz
+from cdml.metrics import ITEM_MARKS
 from cdml.models import EmbeddingModel
 from cdml.progress import Progress
-from cdml.training.config import RunConfig, from_dict, migrate
+from cdml.training.config import RunConfig, checkpoint_config
 from cdml.training.datamodule import EVAL_BATCH_SIZE
 from cdml.training.run import build_model
 
@@ -28,6 +31,7 @@ __all__ = [
     "find_images",
     "load_checkpoint",
     "load_embeddings",
+    "save_embeddings",
     "source_images",
 ]
 
@@ -50,7 +54,7 @@ def load_checkpoint(
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a cdml training checkpoint (no 'state_dict')")
-    config = from_dict(RunConfig, migrate(checkpoint.get("hyper_parameters", {})))
+    config = checkpoint_config(path, checkpoint.get("hyper_parameters", {}))
     model = build_model(config, pretrained=False)
     prefix = "model."
     state = {
@@ -113,8 +117,9 @@ def embed_with_checkpoint(
     """Embed the images under a folder (or a list of image files), or a dataset's split,
     with the model of ``checkpoint`` and its test-time preprocessing.
 
-    Returns the arrays ``cdml embed`` writes: ``embeddings`` ``(n, d)`` float32 and
-    ``paths`` ``(n,)`` (in-memory datasets name their items ``dataset/split/i``), plus for a
+    Returns the arrays ``cdml embed`` writes: ``embeddings`` ``(n, d)`` float32,
+    ``paths`` ``(n,)`` (in-memory datasets name their items ``dataset/split/i``) and the
+    ``image_size`` the images were embedded at (default the training size), plus for a
     dataset ``labels`` ``(n,)``, ``dataset``, ``split``, ``data_root`` and the split's
     ``evaluation`` arrays (``is_query``, ``is_gallery``, ``categories``) where it has them.
     Items whose path is in ``skip`` are left out before embedding (extending an index).
@@ -123,8 +128,10 @@ def embed_with_checkpoint(
 
     if (dataset is None) == (images is None):
         raise ValueError("give either a dataset (with its root and split) or images")
+    if image_size is not None:
+        check_image_size(image_size)
     model, config = load_checkpoint(checkpoint)
-    if image_size:
+    if image_size is not None:
         config.data.image_size = image_size
     transform = transforms_of(config.data, train=False)
     if images is not None:
@@ -142,13 +149,36 @@ def embed_with_checkpoint(
         items, paths = Subset(items, keep), [str(paths[i]) for i in keep]
         source = {"dataset": dataset, "split": split, "data_root": str(data_root or "")}
         arrays = {k: np.array(v) for k, v in source.items()}
+    arrays["image_size"] = np.array(config.data.image_size)
     if not paths:
-        return {"embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
+        return {**arrays, "embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
     embeddings, labels = embed(model, items, batch_size, workers, progress=progress)
     arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
     if dataset is not None:
         arrays.update(labels=labels, **marks)
     return arrays
+
+
+EMBEDDINGS_FILE = "an embeddings file"
+
+
+def is_embeddings_file(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.npz`` archive with an ``embeddings`` array (as
+    :func:`save_embeddings` writes), which ``cdml embed`` may replace."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "embeddings.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def save_embeddings(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` (as :func:`embed_with_checkpoint` returns them) to exactly ``path``
+    as an uncompressed ``.npz``, atomically; an existing file is replaced only if it is an
+    embeddings file (:func:`is_embeddings_file`), else ``ValueError``. Returns the path."""
+    path = check_output(path, what=EMBEDDINGS_FILE, owned=is_embeddings_file, name="out")
+    write_npz(path, arrays)
+    return path
 
 
 def load_embeddings(path: str | Path, need_labels: bool = True) -> dict[str, np.ndarray]:
@@ -178,12 +208,37 @@ def load_embeddings(path: str | Path, need_labels: bool = True) -> dict[str, np.
             raise ValueError(
                 f"{path}: {key!r} must be a {ndim}-D array, got shape {arrays[key].shape}"
             )
-    if "labels" in arrays and len(arrays["embeddings"]) != len(arrays["labels"]):
-        raise ValueError(
-            f"{path}: 'embeddings' has {len(arrays['embeddings'])} rows but 'labels' has "
-            f"{len(arrays['labels'])}"
-        )
+    rows = len(arrays["embeddings"])
+    for key in ("labels", "paths", *ITEM_MARKS):
+        if key in arrays and (arrays[key].ndim != 1 or len(arrays[key]) != rows):
+            raise ValueError(
+                f"{path}: 'embeddings' has {rows} rows but {key!r} has shape "
+                f"{arrays[key].shape}; each needs one entry per embedding"
+            )
+    if "labels" in arrays:
+        arrays["labels"] = _integer_labels(arrays["labels"], path)
     return arrays
+
+
+def _integer_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """``labels`` as int64 class ids; ``ValueError`` naming ``path`` for any other values
+    (floats with fractions, strings: truncating or renumbering them would be a guess)."""
+    if labels.dtype.kind in "iub":
+        return labels.astype(np.int64)
+    if (
+        labels.dtype.kind == "f"
+        and np.isfinite(labels).all()
+        and (labels == np.round(labels)).all()
+    ):
+        return labels.astype(np.int64)
+    example = next((v for v in labels.tolist() if not _is_integral(v)), labels[:1].tolist())
+    raise ValueError(
+        f"{path}: 'labels' must be integer class ids, got {labels.dtype} values such as {example!r}"
+    )
+
+
+def _is_integral(value: Any) -> bool:
+    return isinstance(value, int | float) and float(value).is_integer()
 
 
 def source_images(arrays: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:

@@ -26,13 +26,14 @@ from torch.utils.data import Subset
 from cdml.console import RUN_PARTS
 from cdml.data import dataset_info, load_dataset
 from cdml.inference import embed, load_checkpoint
-from cdml.io import write_text
+from cdml.io import check_output, write_text
 from cdml.metrics import per_query_scores
 from cdml.training.datamodule import transforms_of
 from cdml.viz import plot_retrieval, plot_tsne
 from cdml.viz.figures import new_figure, save_png
 from cdml.viz.inputs import sample_indices
 
+PAGE_START = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cdml run "
 SECTIONS = ("config", "metrics", "curves", "tsne", "retrieval", "worst-queries", "clusters")
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -55,7 +56,7 @@ def write_report(
     its images (a seeded sample), for the t-SNE map, the retrieval grid of ``queries``
     random queries and the ``queries`` worst ones. Returns the path written."""
     run = Path(run)
-    out = Path(out) if out is not None else run / "report.html"
+    out = check_report_output(run / "report.html" if out is None else out, name="out")
     results = json.loads(_required(run / "metrics.json").read_text())
     config_text = _required(run / "config.yaml").read_text()
     parts = {
@@ -79,12 +80,27 @@ def write_report(
         if name in parts
     )
     page = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cdml run {html.escape(run.name)}"
-        f"</title><style>{STYLE}</style></head><body><h1>cdml run {html.escape(run.name)}</h1>"
+        f"{PAGE_START}{html.escape(run.name)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>cdml run {html.escape(run.name)}</h1>"
         f"{body}</body></html>\n"
     )
     write_text(out, page)
     return out
+
+
+def check_report_output(out: str | Path, name: str = "--out") -> Path:
+    """``ValueError`` unless ``out`` can take a report: new, or a report cdml wrote
+    (:func:`is_report`); ``name`` is its flag or argument. Returns it as a ``Path``."""
+    return check_output(out, what="a run report", owned=is_report, name=name)
+
+
+def is_report(path: str | Path) -> bool:
+    """Whether ``path`` is a page that :func:`write_report` wrote."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(PAGE_START)) == PAGE_START.encode()
+    except OSError:
+        return False
 
 
 def _required(path: Path) -> Path:

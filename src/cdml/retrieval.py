@@ -15,11 +15,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-from cdml.io import write_json
+from cdml.io import check_not_inside, write_json
 from cdml.metrics import check_metric
 from cdml.progress import Progress
 
 KINDS = ("flat", "ivf", "hnsw")
+FAISS_TYPES = {"flat": faiss.IndexFlat, "ivf": faiss.IndexIVF, "hnsw": faiss.IndexHNSW}
 # METRICS: l2 ranks by Euclidean distance, nearest first; cosine by cosine similarity
 # (embeddings L2-normalised on the way in); ip by inner product, the most similar first.
 FORMAT_VERSION = 1
@@ -167,6 +168,19 @@ class GalleryIndex:
                 "are not comparable"
             )
 
+    def check_preprocessing(self, image_size: int | None) -> int | None:
+        """The image size that embeddings for this index must be computed at: the one its
+        items were embedded at (``meta["image_size"]``; None for an index of a cdml that
+        did not record it), ``ValueError`` if ``image_size`` (None: any) is another."""
+        recorded = self.meta.get("image_size")
+        if image_size is not None and recorded is not None and image_size != recorded:
+            raise ValueError(
+                f"the index's items were embedded at image size {recorded}, not {image_size}; "
+                "embeddings of other sizes are not comparable (leave the size out to use "
+                "the index's)"
+            )
+        return recorded if image_size is None else image_size
+
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Scores ``(q, k)`` float32 and gallery indices ``(q, k)`` int64 of each query's
         ``k`` nearest items, nearest first (``-1`` padding when the gallery holds fewer than
@@ -245,6 +259,11 @@ class GalleryIndex:
                 paths, labels = items["paths"].tolist(), items["labels"].astype(np.int64)
         except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{folder / ITEMS_FILE}: unreadable ({error})") from None
+        if kind not in KINDS or not isinstance(index, FAISS_TYPES[kind]):
+            raise ValueError(
+                f"{folder / META_FILE}: kind {kind!r} does not describe the index in "
+                f"{INDEX_FILE} ({type(index).__name__}; kinds: {', '.join(KINDS)})"
+            )
         if index.d != dim:
             raise ValueError(f"{folder / INDEX_FILE}: {index.d}-d index, {META_FILE} says {dim}")
         if not index.ntotal == len(paths) == len(labels) == count:
@@ -311,7 +330,12 @@ def index_images(
     indexing's. Returns the index, saved, and the number of items added."""
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
-    out = Path(out)
+    images = source.get("images")  # a folder, or a list of files
+    inputs = {
+        "checkpoint": checkpoint,
+        "images": images if isinstance(images, str | Path) else None,
+    }
+    out = check_not_inside(out, inputs)
     digest = checkpoint_digest(checkpoint)
     gallery = None
     if extend:
@@ -319,6 +343,7 @@ def index_images(
         gallery.check_checkpoint(digest, str(checkpoint))
         if metric not in (None, gallery.metric):
             raise ValueError(f"{out} compares by {gallery.metric}, not {metric}")
+        source["image_size"] = gallery.check_preprocessing(source.get("image_size"))
     elif out.exists():
         raise ValueError(f"{out} exists; extend it (--extend) or choose another folder")
     skip = frozenset(gallery.paths) if gallery is not None else frozenset()
@@ -329,6 +354,7 @@ def index_images(
             arrays["embeddings"].shape[1], kind=kind, metric=metric or "l2"
         )
         gallery.meta["checkpoint"] = str(checkpoint)
+    gallery.meta["image_size"] = int(arrays["image_size"])
     if paths:
         gallery.add(
             arrays["embeddings"], paths, arrays.get("labels"), checkpoint_sha256=digest,
@@ -358,7 +384,12 @@ def search_images(
     missing = [str(q) for q in queries if not Path(q).is_file()]
     if missing:
         raise FileNotFoundError(f"no such query image: {', '.join(missing)}")
-    embedded = embed_with_checkpoint(checkpoint, images=list(queries), progress=False)
+    embedded = embed_with_checkpoint(
+        checkpoint,
+        images=list(queries),
+        image_size=gallery.check_preprocessing(None),
+        progress=False,
+    )
     scores, indices = gallery.search(embedded["embeddings"], k)
     score = "distance" if gallery.metric == "l2" else "similarity"
     return [

@@ -23,7 +23,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_leaves_no_temporary(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(callbacks.torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="the disk is full"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "epoch": 2}, path)
     monkeypatch.undo()
     # The temporary file was beside the checkpoint (same file system), and is gone.

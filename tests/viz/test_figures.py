@@ -1,6 +1,7 @@
 import pytest
+from PIL import Image
 
-from cdml.viz.figures import new_figure, save_png
+from cdml.viz.figures import is_cdml_png, new_figure, save_png
 
 
 def _figure():
@@ -16,16 +17,27 @@ def test_writes_a_png_and_creates_folders(tmp_path, read_png):
     assert sorted(p.name for p in out.parent.iterdir()) == ["plot.png"]
 
 
-def test_replaces_an_existing_file(tmp_path):
+def test_replaces_a_picture_it_drew_and_refuses_any_other_file(tmp_path):
     out = tmp_path / "plot.png"
-    out.write_bytes(b"old")
     save_png(_figure(), str(out))
-    assert out.read_bytes().startswith(b"\x89PNG")
+    assert is_cdml_png(out)
+    save_png(_figure(), str(out))
+    assert is_cdml_png(out)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4)).save(photo)
+    for other in (photo, tmp_path / "notes.png"):
+        if not other.exists():
+            other.write_bytes(b"old")
+        before = other.read_bytes()
+        with pytest.raises(ValueError, match="is not a PNG picture written by cdml"):
+            save_png(_figure(), other)
+        assert other.read_bytes() == before
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     out = tmp_path / "plot.png"
-    out.write_bytes(b"old")
+    save_png(_figure(), out)
+    old = out.read_bytes()
     figure = _figure()
 
     def broken_savefig(stream, **kwargs):
@@ -35,5 +47,5 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     monkeypatch.setattr(figure, "savefig", broken_savefig)
     with pytest.raises(OSError, match="disk full"):
         save_png(figure, out)
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -60,12 +61,23 @@ def load_csv(
         skip_bad: skip unreadable images instead of raising (see ``ImageListDataset``).
         check_files: check now that every image file of the split exists.
 
+    The file is read as UTF-8 (a byte-order mark is dropped), with any line endings and
+    quoted fields (``"a, b"``); blank lines are skipped. Column names and the label, split,
+    boolean and category values are stripped of surrounding whitespace; paths are not (a
+    file name may begin with a space), so a path with surrounding whitespace is refused.
+    A path may be absolute, or go up out of the CSV's folder (``../images/x.jpg``, as when
+    the CSV sits beside the image folder), and may be a symbolic link; with
+    ``check_files`` each must lead to an existing file.
+
     The whole file is validated up front, whichever split is asked for: a missing column,
-    an empty label or path, an unknown split or boolean value, a class with fewer than two
-    images (with query/gallery marks: a query without another gallery image of its class),
-    or a label in both halves (the halves must hold disjoint classes) raises ``ValueError``
-    naming the column, line or class. ``class_names`` are the labels as written; the test
-    split's marks and categories are its ``evaluation`` arrays.
+    an empty label or path, an unknown split or boolean value, an image listed twice (the
+    paths compared once joined to the CSV's folder and normalised, so ``x.jpg`` and
+    ``./x.jpg`` are one image: in one class it would be its own positive, in two it is
+    contradictory), a class with fewer than two images (with query/gallery marks: a query
+    without another gallery image of its class), or a label in both halves (the halves
+    must hold disjoint classes) raises ``ValueError`` naming the column, line or class.
+    ``class_names`` are the labels as written (stripped); the test split's marks and
+    categories are its ``evaluation`` arrays.
     """
     check_split(split)
     if root is None:
@@ -106,7 +118,8 @@ def _read_rows(path: Path) -> list[Row]:
     rows = []
     with path.open(newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)
-        header = reader.fieldnames or ()
+        header = [name.strip() for name in reader.fieldnames or ()]
+        reader.fieldnames = header
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise ValueError(
@@ -117,11 +130,25 @@ def _read_rows(path: Path) -> list[Row]:
         if len(roles) == 1:
             other = next(c for c in ROLE_COLUMNS if c not in header)
             raise ValueError(f"{path}: column {roles[0]} needs column {other} beside it")
+        seen: dict[str, tuple[int, str]] = {}  # normalised path -> first line, label
         for row in reader:
             where = f"{path} line {reader.line_num}"
             label, image, split = (row[c] or "" for c in COLUMNS)
-            if not label.strip() or not image.strip():
+            label, split = label.strip(), split.strip()
+            if not label or not image.strip():
                 raise ValueError(f"{where}: empty label or path")
+            if image != image.strip():
+                raise ValueError(f"{where}: path {image!r} begins or ends with whitespace")
+            key = os.path.normpath(os.path.join(path.parent, image))
+            if key in seen:
+                line, first = seen[key]
+                why = (
+                    "in the same class (it would be its own positive)"
+                    if first == label
+                    else f"in class {first!r}, here in {label!r} (an image has one class)"
+                )
+                raise ValueError(f"{where}: image {image} is already listed on line {line} {why}")
+            seen[key] = reader.line_num, label
             if split not in SPLIT_VALUES:
                 raise ValueError(
                     f"{where}: unknown split {split!r} (expected one of {sorted(SPLIT_VALUES)})"
@@ -132,9 +159,10 @@ def _read_rows(path: Path) -> list[Row]:
                 for column in roles:
                     optional[column] = _boolean(row[column] or "", f"{where}: {column}")
                 if CATEGORY_COLUMN in header:
-                    if not (row[CATEGORY_COLUMN] or "").strip():
+                    category = (row[CATEGORY_COLUMN] or "").strip()
+                    if not category:
                         raise ValueError(f"{where}: empty category")
-                    optional["category"] = row[CATEGORY_COLUMN]
+                    optional["category"] = category
             rows.append(Row(label, image, split, **optional))
     if not rows:
         raise ValueError(f"{path}: no data rows")

@@ -18,11 +18,17 @@ UNLABELLED = "unlabelled"
 
 def find_images(folder: str | Path) -> list[Path]:
     """Every image file under ``folder`` (recursively, sorted); ``FileNotFoundError`` for a
-    missing folder, ``ValueError`` when it holds no image."""
+    missing folder, ``ValueError`` when it holds no image.
+
+    A file is an image by its suffix; a folder named like one is searched, not listed.
+    Symbolic links to files are listed, broken ones included, so that reading one names
+    it (or skips it, with ``skip_bad``); links to folders are not followed (no loops)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    )
     if not paths:
         raise ValueError(f"{folder}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return paths

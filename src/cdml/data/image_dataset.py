@@ -9,28 +9,61 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from cdml.data.base import LabelledDataset
 
 # How many missing paths an error message lists before summarising the rest.
 _LISTED = 5
+# Modes with an alpha channel (premultiplied in La and RGBa).
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
 def open_rgb(path: str) -> Image.Image:
     """Open and fully decode an image file as RGB, raising ``OSError`` naming ``path``.
 
-    Palette, CMYK, alpha and 1-bit images are converted as PIL does; 16-bit grey images are
-    scaled to 8 bits (PIL's own conversion clips them to white), 32-bit integer and float
-    ones too when their values exceed 255."""
+    CMYK and 1-bit images are converted as PIL does; 16-bit grey images are scaled to 8 bits
+    (PIL's own conversion clips them to white), 32-bit integer and float ones too when their
+    values exceed 255. Transparent pixels (an alpha channel, or a palette or colour marked
+    transparent) are composited onto white. An animated image gives its first frame. An
+    image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89,478,485 by default; None
+    for no limit) is refused before it is decoded, as a likely decompression bomb."""
     try:
-        with Image.open(path) as image:
-            if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-                return _eight_bit(image).convert("RGB")
-            return image.convert("RGB")  # decodes now, so truncation surfaces here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        # A decompression bomb (more pixels than PIL's limit) is refused like a bad file.
+        with warnings.catch_warnings():
+            # Refused below instead: PIL itself only warns up to twice its limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(image)  # its OSError is named below like any other
+                return _rgb(image)  # decodes now, so truncation surfaces here
+    except Image.DecompressionBombError:
+        raise OSError(
+            f"cannot read image {path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+            f"exceeds the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, UnidentifiedImageError) and os.path.getsize(path) == 0:
+            raise OSError(f"cannot read image {path}: the file is empty (0 bytes)") from None
         raise OSError(f"cannot read image {path}: {err}") from err
+
+
+def _check_pixels(image: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise OSError(
+            f"{width}x{height} pixels exceeds the limit of {limit:,} pixels (a decompression bomb?)"
+        )
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return _eight_bit(image).convert("RGB")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        # Through RGBA: PIL's direct conversion of a palette with per-entry alpha warns
+        # and drops the alpha, leaving whatever colour lies under a transparent pixel.
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

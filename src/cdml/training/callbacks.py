@@ -3,6 +3,8 @@ and how checkpoints are written."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,5 +70,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as temporary:
-            torch.save(checkpoint, temporary)
+        try:
+            with atomic_path(path) as temporary:
+                torch.save(checkpoint, temporary)
+        except (OSError, RuntimeError) as error:  # torch's writer raises RuntimeError
+            free, needed = shutil.disk_usage(path.parent).free, _tensor_bytes(checkpoint)
+            full = getattr(error, "errno", None) == errno.ENOSPC or free < needed
+            reason = (
+                f"the disk is full ({free / 2**20:,.0f} MiB free, the checkpoint needs about "
+                f"{needed / 2**20:,.0f} MiB)"
+                if full
+                else " ".join(str(error).split())
+            )
+            kept = "the previous one is kept; " if path.is_file() else ""
+            then = "free some space, then " if full else ""
+            raise OSError(
+                f"cannot write checkpoint {path}: {reason}; {kept}{then}continue the run "
+                "with --resume"
+            ) from error
+
+
+def _tensor_bytes(data: Any) -> int:
+    """The bytes of the tensors in a nested checkpoint."""
+    if isinstance(data, torch.Tensor):
+        return data.nelement() * data.element_size()
+    if isinstance(data, dict):
+        return sum(_tensor_bytes(value) for value in data.values())
+    if isinstance(data, list | tuple):
+        return sum(_tensor_bytes(value) for value in data)
+    return 0

@@ -8,6 +8,8 @@ config file is executed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 import types
 import typing
@@ -18,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from cdml.checks import MAX_SEED, MIN_IMAGE_SIZE
 from cdml.metrics import CLUSTERING_SCORES, DEFAULT_KS
 
 
@@ -196,19 +199,46 @@ FLAGS = {
     "data.batch_size": "--batch-size", "data.classes_per_batch": "--classes-per-batch",
     "model.embedding_size": "--embedding-size", "data.num_workers": "--workers",
     "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
+    "trainer.seed": "--seed", "trainer.precision": "--precision",
 }  # fmt: skip
 # The validation metrics a run logs (validation always uses Recall@1, 2, 4, 8).
 # The validation metrics (all higher-is-better) that can choose the best checkpoint.
 MONITORED = tuple(
     f"val/{name}" for name in (*(f"recall@{k}" for k in DEFAULT_KS), *CLUSTERING_SCORES, "map@r")
 )
-MIN_IMAGE_SIZE = 16  # smaller inputs vanish in the backbones' downsampling (stride 32)
+# A batch's float32 images, and at least as much again for the first layer's activations:
+# a lower bound of what a step needs, so a refusal is certain, never a guess.
+MIN_BYTES_PER_INPUT_VALUE = 2 * 4
+
+
+def check_batch_fits(batch_size: int, image_size: int, name: str) -> None:
+    """``ValueError`` when ``batch_size`` images of ``image_size`` pixels squared cannot fit
+    in this machine's memory even at :data:`MIN_BYTES_PER_INPUT_VALUE` bytes per input
+    value; ``name`` says which settings give the batch, for the message."""
+    needed = batch_size * 3 * image_size**2 * MIN_BYTES_PER_INPUT_VALUE
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        raise ValueError(
+            f"{name}: a batch of {batch_size} images of {image_size} x {image_size} pixels "
+            f"needs at least {needed / 2**30:,.0f} GiB, and this machine has "
+            f"{memory / 2**30:,.0f} GiB; use smaller images or batches"
+        )
+
+
+def runs_on_cpu(accelerator: str) -> bool:
+    """Whether a run of ``trainer.accelerator`` runs on the CPU here."""
+    if accelerator == "cpu":
+        return True
+    if accelerator != "auto":
+        return False
+    import torch
+
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
 
 
 def check_ranges(config: RunConfig) -> None:
     """``ValueError`` naming the first setting out of its range (and its flag), so that a bad
     value is reported before any data is read or any training starts."""
-    import math
 
     def bad(key: str, value: Any, wanted: str) -> ValueError:
         flag = f" ({FLAGS[key]})" if key in FLAGS else ""
@@ -241,6 +271,45 @@ def check_ranges(config: RunConfig) -> None:
         raise bad("trainer.limit_train_batches", limit, "a count >= 1 or a share in (0, 1]")
     if not _devices_ok(t.devices):
         raise bad("trainer.devices", t.devices, "a positive number, -1 (all), a list or 'auto'")
+    if not 0 <= t.seed <= MAX_SEED:
+        raise bad("trainer.seed", t.seed, f"an integer in 0..{MAX_SEED}")
+    # The smallest batch at this size (the data's size gives the full check, when loaded).
+    check_batch_fits(
+        max(d.batch_size or 2, 2),
+        d.image_size,
+        "data.batch_size (--batch-size) with data.image_size (--image-size)",
+    )
+    for key, values in (("data.mean", d.mean), ("data.std", d.std)):
+        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
+            raise bad(key, values, "3 finite numbers (one per RGB channel) or null")
+    if d.std is not None and min(d.std) <= 0:
+        raise bad("data.std", d.std, "positive")
+    if runs_on_cpu(t.accelerator):
+        if str(t.devices).strip() == "-1":
+            raise bad(
+                "trainer.devices",
+                t.devices,
+                "a number of processes on the CPU (-1 "
+                "means every GPU, and this run has none), e.g. 2 with --strategy ddp",
+            )
+        if t.precision.startswith("16"):
+            raise bad(
+                "trainer.precision",
+                t.precision,
+                "32-true, bf16-mixed or bf16-true on "
+                "the CPU (16-bit floats need a GPU; Lightning would run bf16 instead)",
+            )
+    if t.num_nodes > 1:
+        from cdml.distributed import launched_on_nodes
+
+        if not launched_on_nodes():
+            raise bad(
+                "trainer.num_nodes",
+                t.num_nodes,
+                "1 without a launcher that starts "
+                "the run on every node (srun, torchrun, or NODE_RANK, MASTER_ADDR and "
+                "MASTER_PORT set); without one the run would wait for nodes forever",
+            )
     if t.accelerator in ("gpu", "cuda"):
         import torch
 
@@ -318,6 +387,20 @@ def load_config(path: str | Path, require: Sequence[str] = ()) -> RunConfig:
         return from_dict(RunConfig, migrate(data))
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+def checkpoint_config(path: str | Path, hyper_parameters: Any) -> RunConfig:
+    """The run config saved in the checkpoint at ``path``; ``ValueError`` naming the file
+    when it does not read as one (e.g. a setting of another version of cdml)."""
+    try:
+        if not isinstance(hyper_parameters, dict):
+            raise ValueError("no config mapping")
+        return from_dict(RunConfig, migrate(hyper_parameters))
+    except ValueError as error:
+        raise ValueError(
+            f"{path}: the config saved in the checkpoint: {error} (written by another version "
+            "of cdml?)"
+        ) from None
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

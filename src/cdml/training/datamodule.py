@@ -22,7 +22,7 @@ from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
 from cdml.losses import VIEWS, Method, MetricLoss
-from cdml.training.config import DataConfig
+from cdml.training.config import DataConfig, check_batch_fits
 
 # Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
 EVAL_BATCH_SIZE = 64
@@ -106,12 +106,25 @@ class MetricLearningDataModule(L.LightningDataModule):
         """Fill ``batch_size`` and ``classes_per_batch`` from the training split when unset;
         check the values given against it (naming the flag that sets them)."""
         config, images, classes = self.config, len(self.train_set), self.train_set.num_classes
-        if self.batch_kind == VIEWS:  # batches of unlabelled images: no classes to balance
-            if config.batch_size is None:
-                config.batch_size = min(DEFAULT_BATCH_SIZE // 2, images)
-            return
+        views = self.batch_kind == VIEWS
         if config.batch_size is None:
-            config.batch_size = min(DEFAULT_BATCH_SIZE, images)
+            config.batch_size = min(
+                DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE, images
+            )
+        if config.batch_size > images:
+            raise ValueError(
+                f"data.batch_size (--batch-size) is {config.batch_size:,}, but the training "
+                f"split of {config.dataset} holds {images:,} images; give at most {images:,}"
+            )
+        # The unsupervised methods' batches hold two views (or three images) of each image.
+        step_images = max(config.batch_size * (3 if views else 1), EVAL_BATCH_SIZE)
+        check_batch_fits(
+            step_images,
+            config.image_size,
+            "data.batch_size (--batch-size) with data.image_size (--image-size)",
+        )
+        if views:  # batches of unlabelled images: no classes to balance
+            return
         if config.batch_size < 2:
             raise ValueError(f"data.batch_size (--batch-size) must be at least 2, got "
                              f"{config.batch_size}")  # fmt: skip

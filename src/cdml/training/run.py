@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,11 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
 from cdml.data import dataset_info
-from cdml.io import write_json, write_text
+from cdml.io import is_empty, remove_temporaries, write_json, write_text
 from cdml.losses import RunInfo, create_method, method_class
 from cdml.models import EmbeddingModel
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
-from cdml.training.config import RunConfig, load_config, resolve_defaults
+from cdml.training.config import RunConfig, checkpoint_config, load_config, resolve_defaults
 from cdml.training.datamodule import MetricLearningDataModule
 from cdml.training.loggers import create_loggers
 from cdml.training.module import MetricLearningModule
@@ -41,13 +40,15 @@ RESUMABLE = frozenset({
 
 
 def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingModel:
-    """The embedding model of ``config`` (``pretrained`` overrides ``config.model.pretrained``)."""
+    """The embedding model of ``config``; ``pretrained`` overrides
+    ``config.model.pretrained``, and ``pretrained=False`` loads no weights at all (neither
+    the shipped ones nor ``config.model.weights``: a checkpoint's own are loaded next)."""
     m = config.model
     return EmbeddingModel(
         backbone_name=m.backbone,
         embedding_size=m.embedding_size,
         pretrained=m.pretrained if pretrained is None else pretrained,
-        weights=m.weights,
+        weights=None if pretrained is False else m.weights,
         freeze_bn=m.freeze_bn,
         normalize=m.normalize,
     )
@@ -78,42 +79,77 @@ def build_module(
     )
 
 
-def prepare_output(out: Path, resume: bool) -> Path:
-    """Check that ``out`` can hold this run; return the checkpoint to resume from (or None),
-    read as ``cdml embed`` reads one (tensors and plain data only)."""
+RUN_MARK = ".cdml-run"  # written first into a run's folder: what makes it one
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a cdml training run that got as far as its config (also one
+    of a cdml before the mark); a run refused before that left nothing to resume."""
+    return (folder / "config.yaml").is_file() and (
+        (folder / RUN_MARK).is_file() or (folder / "checkpoints").is_dir()
+    )
+
+
+def prepare_output(out: Path, resume: bool) -> Path | None:
+    """Check that ``out`` can hold this run; return the checkpoint to resume from, or None
+    to start from the beginning (also when resuming a run stopped before its first epoch
+    ended). The checkpoint is read as ``cdml embed`` reads one (tensors and plain data).
+
+    A new run needs a new or empty folder: one that holds a run needs ``resume``, and one
+    that holds other files is refused, so that nothing of the user's is overwritten."""
     last = out / "checkpoints" / LAST_CHECKPOINT
     if resume:
-        if not last.is_file():
+        if not is_run_folder(out):
+            raise ValueError(f"--resume: {out} holds no cdml run to resume")
+        if not last.is_file() and (out / "metrics.json").is_file():
             raise ValueError(f"--resume: no checkpoint to resume from at {last}")
-        try:
-            checkpoint = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for corrupt or foreign files
-            raise ValueError(
-                f"--resume: {last} is not a readable checkpoint ({type(error).__name__}); "
-                "the run cannot be resumed from it"
-            ) from None
-        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            raise ValueError(f"--resume: {last} is not a cdml training checkpoint")
+        if not last.is_file():
+            console.print(
+                f"{out}: no epoch had finished, so the run starts again from the beginning"
+            )
+            return None
+        read_training_checkpoint(last)
         return last
-    if (out / "checkpoints").exists() or (out / "metrics.json").exists():
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is a file; give a folder")
+    if out.is_dir() and is_run_folder(out):
         raise ValueError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    if out.is_dir() and not is_empty(out):
+        raise ValueError(
+            f"output folder {out} holds files and is not a cdml run; nothing was changed "
+            "(give a new or empty folder)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        (out / RUN_MARK).touch()
     except OSError as error:
         raise ValueError(f"output folder {out} is not writable ({error.strerror})") from None
     return None
 
 
-LOCK_FILE = ".lock"
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint of a cdml run at ``path`` (memory-mapped, tensors and plain data only);
+    ``ValueError`` naming it when it is not one."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise ValueError(
+            f"--resume: {path} is not a readable checkpoint ({type(error).__name__}); "
+            "the run cannot be resumed from it"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"--resume: {path} is not a cdml training checkpoint")
+    return checkpoint
+
+
+LOCK_FILE = ".cdml-lock"
 
 
 @contextlib.contextmanager
 def run_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` (this process's host and PID) while a run trains in ``out``: a
+    """Hold ``out/.cdml-lock`` (this process's host and PID) while a run trains in ``out``: a
     second process is refused, naming the holder; a lock left by a process of this host that
     no longer runs (a crash) is taken over."""
     lock = out / LOCK_FILE
@@ -150,16 +186,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_resumable(config: RunConfig, recorded: Path) -> None:
-    """``ValueError`` naming the first setting of ``config`` (resolved) that differs from the
-    run's ``recorded`` config.yaml and that a resumed run cannot change (not in
-    :data:`RESUMABLE`), with its old and new value."""
-    old = _flatten(load_config(recorded).to_dict())
-    new = _flatten(config.to_dict())
+def check_resumable(config: RunConfig, out: Path, checkpoint: Path | None) -> None:
+    """``ValueError`` naming the first setting of ``config`` (resolved) that a resumed run
+    cannot change (not in :data:`RESUMABLE`) and that differs from the run's: the config
+    saved in ``checkpoint``, what its weights were trained with, or without one (no epoch
+    had finished) the run's ``config.yaml``."""
+    if checkpoint is not None:
+        hyper_parameters = read_training_checkpoint(checkpoint).get("hyper_parameters")
+        recorded, source = checkpoint_config(checkpoint, hyper_parameters), checkpoint
+    else:
+        recorded, source = load_config(out / "config.yaml"), out / "config.yaml"
+    old, new = _flatten(recorded.to_dict()), _flatten(config.to_dict())
     for key in sorted(old.keys() | new.keys()):
         if key not in RESUMABLE and old.get(key) != new.get(key):
             raise ValueError(
-                f"--resume: {key} is {old.get(key)!r} in the run ({recorded}), not "
+                f"--resume: {key} is {old.get(key)!r} in the run ({source}), not "
                 f"{new.get(key)!r}; the checkpoint cannot honour the change (only "
                 f"{', '.join(sorted(RESUMABLE - {'out'}))} may change)"
             )
@@ -208,8 +249,11 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     if is_zero:
         resume_from = prepare_output(out, resume)
     else:
-        resume_from = out / "checkpoints" / LAST_CHECKPOINT if resume else None
+        last = out / "checkpoints" / LAST_CHECKPOINT
+        resume_from = last if resume and last.is_file() else None
     with run_lock(out) if is_zero else contextlib.nullcontext():
+        if is_zero:  # what a process killed while writing a checkpoint left
+            remove_temporaries(out / "checkpoints", ".ckpt")
         return _train(config, out, resume, resume_from, baseline, is_zero)
 
 
@@ -228,8 +272,11 @@ def _train(
         config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
     module = build_module(config, model, data.num_train_classes)
-    if resume and is_zero and (out / "config.yaml").is_file():
-        check_resumable(config, out / "config.yaml")
+    untrained_file = out / "untrained.json"
+    if resume and is_zero:
+        check_resumable(config, out, resume_from)
+        if resume_from is not None:
+            _read_untrained(untrained_file)  # unreadable: said now, not after an epoch
     if is_zero:
         console.print(data.describe())
         write_text(out / "config.yaml", config.to_yaml())
@@ -256,7 +303,6 @@ def _train(
             "no test metrics (evaluate its checkpoint with cdml evaluate --checkpoint on a "
             "labelled dataset)"
         )
-    untrained_file = out / "untrained.json"
     if resume_from is None:
         untrained: dict[str, Any] = {}
         if has_val:
@@ -324,7 +370,15 @@ def _read_untrained(path: Path) -> dict[str, Any]:
     """The untrained model's metrics of a run (``{"val": ..., "test": ...}``), if recorded."""
     if not path.is_file():
         return {}
-    untrained = json.loads(path.read_text())
+    try:
+        untrained = json.loads(path.read_text())
+        if not isinstance(untrained, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path}: unreadable ({error}); delete it to resume without the untrained "
+            "model's metrics"
+        ) from None
     if "recall@1" in untrained:  # written before validation was recorded: test only
         untrained = {"test": untrained}
     return untrained

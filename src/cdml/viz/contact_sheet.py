@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, PngImagePlugin
 
 from cdml.io import atomic_path
+from cdml.viz.figures import SOFTWARE
 
 FRAME = (214, 39, 40)  # the exemplar's frame
 
@@ -50,6 +51,8 @@ def contact_sheet(
             draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline=FRAME, width=3)
         if captions:
             draw.text((x, y + cell + 1), str(captions[i])[: cell // 6], fill="black")
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", SOFTWARE)
     with atomic_path(out_path) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG", pnginfo=text)
     return Path(out_path)

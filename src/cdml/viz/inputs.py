@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from cdml.checks import check_seed
+
 ClassNames = Mapping[int, str] | Sequence[str]
 
 
@@ -44,6 +46,7 @@ def label_name(label: int, class_names: ClassNames | None) -> str:
 def sample_indices(n: int, max_points: int, seed: int) -> np.ndarray:
     """All of ``range(n)`` if ``n <= max_points``, else ``max_points`` sorted indices drawn
     without replacement with ``seed``."""
+    check_seed(seed)
     if max_points < 1:
         raise ValueError(f"max_points must be positive, got {max_points}")
     if n <= max_points:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cdml.checks import check_seed
 from cdml.metrics import as_embeddings, as_labels, nearest_neighbours
 from cdml.viz.figures import new_figure, save_png
 from cdml.viz.inputs import (
@@ -89,7 +90,7 @@ def plot_retrieval(
     if num_queries < 1:
         raise ValueError(f"num_queries must be positive, got {num_queries}")
     if queries is None:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         size = min(num_queries, len(points))
         queries = np.sort(rng.choice(len(points), size=size, replace=False))
     queries = np.asarray(queries, dtype=np.int64)
