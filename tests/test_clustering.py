@@ -37,7 +37,7 @@ def test_the_estimated_number_of_groups_is_the_number_of_separated_classes(class
 
 
 def test_beyond_one_sample_the_estimate_averages_several(monkeypatch):
-    monkeypatch.setattr("cdml.clustering.ESTIMATE_SAMPLE_SIZE", 300)
+    monkeypatch.setattr("cdml.clustering.methods.ESTIMATE_SAMPLE_SIZE", 300)
     points, _ = blobs(4)
     assert estimate_num_clusters(points) == 4
     with pytest.raises(ValueError, match=r"k_max must lie in 2..299 for 300 items"):

@@ -228,7 +228,7 @@ def test_resume_refuses_what_the_checkpoint_cannot_honour_and_changes_nothing(tm
         assert (out / "config.yaml").read_bytes() == recorded
     last.write_bytes(saved[: len(saved) // 2])  # a checkpoint truncated by a full disk
     assert main(resume) == 2
-    assert "is not a readable checkpoint" in capsys.readouterr().err
+    assert "not a readable cdml checkpoint" in capsys.readouterr().err
     assert (out / "config.yaml").read_bytes() == recorded
     last.write_bytes(saved)
     assert main(resume) == 0  # a plain resume still continues the run
@@ -257,7 +257,7 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
     import socket
     import subprocess
 
-    from cdml.training.run import LOCK_FILE
+    from cdml.training.run_folder import LOCK_FILE
 
     out = tmp_path / "run"
     out.mkdir()

@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-import cdml.metrics as metrics_module
+import cdml.metrics.neighbours as neighbours_module
 from cdml.metrics import evaluate, kmeans_scores, nearest_neighbours, partition_scores
 
 
@@ -73,7 +73,7 @@ def test_ties_are_broken_by_lower_index(monkeypatch):
     expected = brute_force(embeddings, labels, embeddings, labels, ks, True)
     assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
     # Small chunks: many chunks, each mixing tied and untied rows.
-    monkeypatch.setattr(metrics_module, "_CHUNK_ELEMENTS", 500)
+    monkeypatch.setattr(neighbours_module, "_CHUNK_ELEMENTS", 500)
     assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
 
 
@@ -86,8 +86,8 @@ def test_thousands_of_neighbours_rank_as_faiss_ranks_a_few(grid, monkeypatch):
     ks = (1, 2, 4, 8)
     expected = brute_force(embeddings, labels, embeddings, labels, ks, True)
     faiss_ranked = nearest_neighbours(embeddings, embeddings, k=120, exclude_self=True)
-    monkeypatch.setattr(metrics_module, "_FAISS_MAX_K", 4)
-    monkeypatch.setattr(metrics_module, "_CHUNK_ELEMENTS", 5000)  # several chunks
+    monkeypatch.setattr(neighbours_module, "_FAISS_MAX_K", 4)
+    monkeypatch.setattr(neighbours_module, "_CHUNK_ELEMENTS", 5000)  # several chunks
     assert_matches(evaluate(embeddings, labels, ks=ks, nmi=False), expected)
     torch_ranked = nearest_neighbours(embeddings, embeddings, k=120, exclude_self=True)
     np.testing.assert_array_equal(torch_ranked, faiss_ranked)

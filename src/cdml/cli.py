@@ -113,9 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "logs/ and metrics.json to --out.",
     )
     train.add_argument("--config", type=Path, help="YAML config file")
-    train.add_argument("--dataset", help=_DATASETS_HELP)
+    train.add_argument("--dataset", help=_datasets_help())
     train.add_argument("--data-root", help="the dataset's folder (the CSV file for csv)")
-    train.add_argument("--loss", metavar="LOSS", help=_METHODS_HELP)
+    train.add_argument("--loss", metavar="LOSS", help=_methods_help())
     train.add_argument("--epochs", type=int)
     train.add_argument("--image-size", type=int)
     train.add_argument("--batch-size", type=int)
@@ -335,14 +335,19 @@ def _add_checkpoint_source(
     parser.add_argument("--image-size", type=int, help="default: the training image size")
 
 
-_DATASETS_HELP = "; ".join(f"{name}: {info.summary}" for name, info in DATASETS.items())
-_METHODS_HELP = (
-    "supervised: "
-    + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind != VIEWS)
-    + "; unsupervised: "
-    + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind == VIEWS)
-    + "; or package.module:ClassName, a loss called as loss(embeddings, labels)"
-)
+def _datasets_help() -> str:
+    return "; ".join(f"{name}: {info.summary}" for name, info in DATASETS.items())
+
+
+def _methods_help() -> str:
+    """The registered methods (those of a plugin imported after cdml's too)."""
+    return (
+        "supervised: "
+        + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind != VIEWS)
+        + "; unsupervised: "
+        + ", ".join(name for name, cls in METHODS.items() if cls.batch_kind == VIEWS)
+        + "; or package.module:ClassName, a loss called as loss(embeddings, labels)"
+    )
 
 
 def _devices(text: str) -> int | str:
@@ -387,8 +392,10 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from cdml.console import console, run_tables
-    from cdml.training import RunConfig, apply_overrides, load_config, train
+    from cdml.console import console
+    from cdml.training import RunConfig, apply_overrides, load_config
+    from cdml.training.results import run_tables
+    from cdml.training.run import train
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
     overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -414,14 +421,17 @@ def _run_train(args: argparse.Namespace) -> int:
             )
         config = RunConfig()
     config = apply_overrides(config, overrides)
+    from cdml.report import report_run
+
     console.print(f"run folder: {Path(config.out).resolve()}")
     results = train(config, resume=args.resume, baseline=not args.no_baseline)
+    report = report_run(config, results)
     for table in run_tables(results, config.loss.name, config.data.dataset):
         console.print(table)
     console.print(
         f"outputs in {Path(config.out).resolve()}: metrics.json, config.yaml, "
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"
-        + (", report.html" if (Path(config.out) / "report.html").is_file() else "")
+        + (f", {report.name}" if report else "")
     )
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -47,34 +46,6 @@ def by_category(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
         if category:
             rows.setdefault(category, {})[name] = value
     return rows
-
-
-# The parts of a run's metrics.json: (trained metrics, untrained metrics, what they measure).
-RUN_PARTS = (
-    ("test", "untrained", "unseen test classes"),
-    ("val", "untrained_val", "validation classes (held-out training classes)"),
-)
-
-
-def run_tables(results: Mapping[str, Any], method: str, dataset: str) -> list[Table]:
-    """The tables of a run's ``metrics.json`` content: the unseen test classes and the
-    validation classes, each with the untrained model, the trained one and the change in
-    points (where the run measured both), and the trained model's per-category metrics."""
-    tables = []
-    for trained_key, untrained_key, part in RUN_PARTS:
-        if trained_key not in results:
-            continue
-        title = f"{dataset}: {part}"
-        rows = {f"trained ({method})": results[trained_key]}
-        if untrained_key in results:
-            before, after = results[untrained_key], results[trained_key]
-            rows = {"untrained": before, **rows}
-            rows["change (points)"] = {k: after[k] - before[k] for k in after if k in before}
-        tables.append(metrics_table(rows, title=title))
-        categories = by_category(results[trained_key])
-        if categories:
-            tables.append(metrics_table(categories, title=f"{title}, trained, per category"))
-    return tables
 
 
 def _metric_title(metric: str) -> str:

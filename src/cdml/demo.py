@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from torch.utils.data import Subset
-
-from cdml.console import console, run_tables
-from cdml.data import load_dataset
+from cdml.console import console
 from cdml.data.builtin import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
-from cdml.inference import embed, load_checkpoint
-from cdml.training import RunConfig, apply_overrides, train
+from cdml.inference import embed_test_sample
+from cdml.report import report_run
+from cdml.training import RunConfig, apply_overrides
 from cdml.training.config import resolve_defaults
-from cdml.training.datamodule import transforms_of
+from cdml.training.results import run_tables
+from cdml.training.run import train
 from cdml.viz import plot_tsne
-from cdml.viz.inputs import sample_indices
 
 TSNE_POINTS = 2000
 DEMO_MARK = ".cdml-demo"  # written in a demo's run folder: the folder a later demo may replace
@@ -120,23 +117,18 @@ def run_demo(
     console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
     (out / DEMO_MARK).touch()
     results = train(config)
+    report_run(config, results)
     for table in run_tables(results, loss, config.data.dataset):
         console.print(table)
     if not plot:
         return results
-    model, config = load_checkpoint(out / results["checkpoint"])
-    transform = transforms_of(config.data, train=False)
-    test_set = load_dataset(config.data.dataset, config.data.root, "test", transform=transform)
-    keep = sample_indices(len(test_set), TSNE_POINTS, seed=0)
-    embeddings, labels = embed(model, Subset(test_set, keep.tolist()))
-    raw = load_dataset(config.data.dataset, config.data.root, "test")
-    images = [np.asarray(raw[int(i)][0]) for i in keep]
+    test = embed_test_sample(out / results["checkpoint"], TSNE_POINTS)
     figure = plot_tsne(
-        embeddings,
-        labels,
+        test.embeddings,
+        test.labels,
         out / "tsne.png",
-        images=images,
-        class_names=test_set.class_names,
+        images=test.images,
+        class_names=test.class_names,
         title=f"t-SNE of the test embeddings ({config.data.dataset}, unseen classes)",
     )
     console.print(f"t-SNE map: {figure}")

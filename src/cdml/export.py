@@ -67,7 +67,7 @@ def export_model(
             "resize": round(size * config.data.resize_ratio),
             "crop": size,
             "scale": "x / 255, then (x - mean) / std per channel",
-            # As cdml.training.datamodule.transforms_of: the run's, else ImageNet's.
+            # As cdml.data.transforms_of: the run's, else ImageNet's.
             "mean": list(config.data.mean or IMAGENET_MEAN),
             "std": list(config.data.std or IMAGENET_STD),
         },

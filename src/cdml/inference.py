@@ -6,34 +6,59 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cdml.checks import check_image_size
-from cdml.data import load_dataset
+from cdml.data import dataset_info, load_dataset, transforms_of
 from cdml.data.folder import find_images, unlabelled_images
 from cdml.io import check_output, write_npz
 from cdml.metrics import ITEM_MARKS
-from cdml.models import EmbeddingModel
+from cdml.models import EmbeddingModel, build_model
 from cdml.progress import Progress
 from cdml.training.config import RunConfig, checkpoint_config
-from cdml.training.datamodule import EVAL_BATCH_SIZE
-from cdml.training.run import build_model
+from cdml.viz.inputs import sample_indices
+
+# Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
+EVAL_BATCH_SIZE = 64
 
 __all__ = [
     "checkpoint_digest",
     "embed",
+    "embed_test_sample",
     "embed_with_checkpoint",
     "find_images",
     "load_checkpoint",
     "load_embeddings",
+    "read_checkpoint",
     "save_embeddings",
     "source_images",
 ]
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The content of the cdml training checkpoint at ``path``, read with
+    ``torch.load(weights_only=True)`` (tensors and plain data only; ``mmap``: memory-mapped,
+    for reading its config alone); ``FileNotFoundError`` or ``ValueError`` naming the file
+    when it is missing or not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # torch raises several types for foreign or corrupt files
+        raise ValueError(
+            f"{path}: not a readable cdml checkpoint ({type(error).__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: not a cdml training checkpoint (no 'state_dict')")
+    return checkpoint
 
 
 def load_checkpoint(
@@ -44,18 +69,9 @@ def load_checkpoint(
     The file is read with ``torch.load(weights_only=True)``: tensors and plain data only.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for foreign or corrupt files
-        raise ValueError(
-            f"{path}: not a readable cdml checkpoint ({type(error).__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a cdml training checkpoint (no 'state_dict')")
+    checkpoint = read_checkpoint(path)
     config = checkpoint_config(path, checkpoint.get("hyper_parameters", {}))
-    model = build_model(config, pretrained=False)
+    model = build_model(config.model, pretrained=False)
     prefix = "model."
     state = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
@@ -124,8 +140,6 @@ def embed_with_checkpoint(
     ``evaluation`` arrays (``is_query``, ``is_gallery``, ``categories``) where it has them.
     Items whose path is in ``skip`` are left out before embedding (extending an index).
     """
-    from cdml.training.datamodule import transforms_of
-
     if (dataset is None) == (images is None):
         raise ValueError("give either a dataset (with its root and split) or images")
     if image_size is not None:
@@ -241,21 +255,53 @@ def _is_integral(value: Any) -> bool:
     return isinstance(value, int | float) and float(value).is_integer()
 
 
+@dataclass
+class TestSample:
+    """A seeded sample of a checkpoint's test split, embedded: ``embeddings`` ``(n, d)``,
+    ``labels`` ``(n,)``, ``images`` (n uint8 RGB arrays ``(H, W, 3)``, as stored), the
+    split's ``class_names`` and ``total`` images."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    images: list[np.ndarray]
+    class_names: Sequence[str]
+    total: int
+
+
+def embed_test_sample(
+    checkpoint: str | Path, max_items: int, seed: int = 0, progress: bool = True
+) -> TestSample | None:
+    """At most ``max_items`` images of the test split of the dataset ``checkpoint`` was
+    trained on (a sample drawn with ``seed``), embedded with its model and test-time
+    preprocessing; None when that dataset has no labelled test split."""
+    model, config = load_checkpoint(checkpoint)
+    data = config.data
+    if not dataset_info(data.dataset).labelled:
+        return None
+    transform = transforms_of(data, train=False)
+    dataset = load_dataset(data.dataset, data.root, "test", transform=transform,
+                           skip_bad=data.skip_bad)  # fmt: skip
+    chosen = sample_indices(len(dataset), max_items, seed)
+    embeddings, labels = embed(model, Subset(dataset, chosen.tolist()), progress=progress)
+    dataset.transform = None
+    images = [rgb_pixels(dataset[int(i)][0]) for i in chosen]
+    return TestSample(embeddings, labels, images, dataset.class_names, len(dataset))
+
+
+def rgb_pixels(image: Any) -> np.ndarray:
+    """A dataset's image (PIL or an array) as a uint8 array."""
+    return np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+
+
 def source_images(arrays: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
     """uint8 RGB images ``(H, W, 3)`` of the items at ``indices`` of an embeddings file's
     ``arrays``, read from the dataset or the files it names."""
-    from PIL import Image
-
     from cdml.data.image_dataset import open_rgb
 
     if "dataset" in arrays:
         root = str(arrays["data_root"]) or None
         items = load_dataset(str(arrays["dataset"]), root, str(arrays["split"]))
-        images = [items[int(i)][0] for i in indices]
-        return [
-            np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-            for image in images
-        ]
+        return [rgb_pixels(items[int(i)][0]) for i in indices]
     if "paths" in arrays:
         return [np.asarray(open_rgb(str(arrays["paths"][i]))) for i in indices]
     raise ValueError(

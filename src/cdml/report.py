@@ -20,18 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Subset
 
-from cdml.console import RUN_PARTS
-from cdml.data import dataset_info, load_dataset
-from cdml.inference import embed, load_checkpoint
+from cdml.inference import embed_test_sample
 from cdml.io import check_output, write_text
 from cdml.metrics import per_query_scores
-from cdml.training.datamodule import transforms_of
+from cdml.training.config import RunConfig
+from cdml.training.results import METRICS_FILE, RUN_PARTS
 from cdml.viz import plot_retrieval, plot_tsne
 from cdml.viz.figures import new_figure, save_png
-from cdml.viz.inputs import sample_indices
 
 PAGE_START = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cdml run "
 SECTIONS = ("config", "metrics", "curves", "tsne", "retrieval", "worst-queries", "clusters")
@@ -57,7 +53,7 @@ def write_report(
     random queries and the ``queries`` worst ones. Returns the path written."""
     run = Path(run)
     out = check_report_output(run / "report.html" if out is None else out, name="out")
-    results = json.loads(_required(run / "metrics.json").read_text())
+    results = json.loads(_required(run / METRICS_FILE).read_text())
     config_text = _required(run / "config.yaml").read_text()
     parts = {
         "config": f"<pre>{html.escape(config_text)}</pre>",
@@ -86,6 +82,17 @@ def write_report(
     )
     write_text(out, page)
     return out
+
+
+def report_run(config: RunConfig, results: dict[str, Any]) -> Path | None:
+    """The report at the end of a training run: written to ``config.out`` by the first
+    process when ``config.trainer.report`` is set and the run was tested (``results`` as
+    :func:`cdml.training.run.train` returns them). Returns its path, or None."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if not (config.trainer.report and "test" in results) or rank_zero_only.rank != 0:
+        return None
+    return write_report(config.out, progress=config.trainer.progress_bar)
 
 
 def check_report_output(out: str | Path, name: str = "--out") -> Path:
@@ -164,21 +171,10 @@ def _embedding_sections(
     checkpoint = run / results.get("checkpoint", "checkpoints/last.ckpt")
     if not checkpoint.is_file():
         return {}
-    model, config = load_checkpoint(checkpoint)
-    data = config.data
-    if not dataset_info(data.dataset).labelled:  # no test split to show
+    test = embed_test_sample(checkpoint, max_items, progress=progress)
+    if test is None or len(test.labels) < 3:  # no test split to show
         return {}
-    transform = transforms_of(data, train=False)
-    dataset = load_dataset(
-        data.dataset, data.root, "test", transform=transform, skip_bad=data.skip_bad
-    )
-    if len(dataset) < 3:
-        return {}
-    chosen = sample_indices(len(dataset), max_items, seed=0)
-    embeddings, labels = embed(model, Subset(dataset, chosen.tolist()), progress=progress)
-    dataset.transform = None
-    images = [_pixels(dataset[int(i)][0]) for i in chosen]
-    names = dataset.class_names
+    embeddings, labels, images, names = test.embeddings, test.labels, test.images, test.class_names
     plot_tsne(embeddings, labels, tmp / "tsne.png", images=images, class_names=names)
     plot_retrieval(embeddings, labels, images, tmp / "retrieval.png", num_queries=queries,
                    class_names=names)  # fmt: skip
@@ -186,7 +182,7 @@ def _embedding_sections(
     worst = np.argsort(precision, kind="stable")[:queries]
     plot_retrieval(embeddings, labels, images, tmp / "worst.png", class_names=names,
                    queries=worst)  # fmt: skip
-    sample = f"{len(chosen):,} of the {len(dataset):,} test images"
+    sample = f"{len(labels):,} of the {test.total:,} test images"
     return {
         "tsne": _image_html(tmp / "tsne.png", sample),
         "retrieval": _image_html(tmp / "retrieval.png", f"random queries among {sample}"),
@@ -194,10 +190,6 @@ def _embedding_sections(
             tmp / "worst.png", "AP@R " + ", ".join(f"{precision[i]:.2f}" for i in worst)
         ),
     }
-
-
-def _pixels(image: Any) -> np.ndarray:
-    return np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
 
 
 def _image_html(path: Path, caption: str) -> str:

@@ -9,7 +9,7 @@ from cdml.data.image_dataset import ImageListDataset
 from cdml.data.registry import DATASETS, DatasetInfo, SplitSize, dataset_info, load_dataset
 from cdml.data.samplers import ClassBalancedBatchSampler
 from cdml.data.splits import cap_per_class, split_validation_classes
-from cdml.data.transforms import build_transforms
+from cdml.data.transforms import build_transforms, transforms_of
 from cdml.data.zero_shot import SPLITS
 
 # Every module of the package registers its datasets when imported: a new dataset is one file.
@@ -26,6 +26,7 @@ __all__ = [
     "LabelledDataset",
     "SplitSize",
     "build_transforms",
+    "transforms_of",
     "cap_per_class",
     "dataset_info",
     "load_dataset",

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from cdml.data.base import LabelledDataset
 from cdml.metrics import DEFAULT_KS
+from cdml.registry import Registry
 
 
 class SplitSize(NamedTuple):
@@ -39,7 +40,7 @@ class DatasetInfo:
         return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-DATASETS: dict[str, DatasetInfo] = {}
+DATASETS: Registry[DatasetInfo] = Registry("dataset name")
 
 
 def register_dataset(name: str, summary: str, **facts: Any) -> Callable[[Callable], Callable]:
@@ -50,9 +51,8 @@ def register_dataset(name: str, summary: str, **facts: Any) -> Callable[[Callabl
         info = DatasetInfo(name, load, summary, **facts)
         if "skip_bad" not in info.options:
             raise TypeError(f"the loader of {name!r} must take the keyword option skip_bad")
-        if DATASETS.get(name, info).load is not load:
-            raise ValueError(f"dataset {name!r} is already registered")
-        DATASETS[name] = info
+        if name not in DATASETS or DATASETS[name].load is not load:  # a module read again
+            DATASETS.register(name, info)
         return load
 
     return add
@@ -60,8 +60,6 @@ def register_dataset(name: str, summary: str, **facts: Any) -> Callable[[Callabl
 
 def dataset_info(name: str) -> DatasetInfo:
     """The description of dataset ``name``; ``ValueError`` listing the known ones."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset name {name!r}; known: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from cdml.training.config import DataConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,4 +59,17 @@ def build_transforms(
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(mean), std=list(std)),
         ]
+    )
+
+
+def transforms_of(config: DataConfig, train: bool) -> v2.Compose:
+    """The train or test pipeline of ``config`` (ImageNet normalisation if it names none)."""
+    normalisation = {"mean": config.mean, "std": config.std} if config.mean and config.std else {}
+    return build_transforms(
+        config.image_size,
+        train=train,
+        resize_ratio=config.resize_ratio,
+        crop_scale=tuple(config.crop_scale),
+        flip=config.flip is not False,
+        **normalisation,
     )

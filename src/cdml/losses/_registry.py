@@ -11,10 +11,14 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from cdml.registry import Registry
+
 from ._base import ExternalLoss
 from ._method import Method, RunInfo
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry(
+    "loss", hint="or package.module:ClassName for a loss of your own"
+)
 
 M = TypeVar("M", bound=type[Method])
 
@@ -37,10 +41,7 @@ def register_method(name: str) -> Callable[[M], M]:
     def add(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"register_method({name!r}) decorates a Method subclass, got {cls!r}")
-        if METHODS.get(name, cls) is not cls:
-            raise ValueError(f"{name!r} is already registered ({METHODS[name].__qualname__})")
-        METHODS[name] = cls
-        return cls
+        return METHODS.register(name, cls)
 
     return add
 
@@ -55,13 +56,8 @@ def method_class(name: str) -> type[Method]:
 def _resolve(name: str) -> tuple[type[Method], type[nn.Module]]:
     """The method class of ``name`` and the class its constructor arguments are for (the
     imported loss, for :class:`ExternalLoss`)."""
-    if name in METHODS:
-        return METHODS[name], METHODS[name]
     if ":" not in name:
-        raise ValueError(
-            f"unknown loss {name!r}; valid names: {', '.join(METHODS)}, or "
-            "package.module:ClassName for a loss of your own"
-        )
+        return METHODS[name], METHODS[name]
     target = import_loss(name)
     return (target, target) if issubclass(target, Method) else (ExternalLoss, target)
 

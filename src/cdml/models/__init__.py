@@ -6,6 +6,7 @@ from cdml.models.backbones import (
     create_backbone,
     load_weights_file,
 )
+from cdml.models.build import build_model
 from cdml.models.embedder import EmbeddingModel
 from cdml.models.heads import EmbeddingHead
 
@@ -14,6 +15,7 @@ __all__ = [
     "EmbeddingHead",
     "EmbeddingModel",
     "backbone_data_config",
+    "build_model",
     "create_backbone",
     "load_weights_file",
 ]

@@ -1,6 +1,7 @@
-"""Training: configuration, the Lightning module and data module, and whole runs."""
+"""Training: configuration (``config``), the Lightning module and data module, and whole runs
+(``run.train``). The package imports only its configuration, so that reading a config or a
+checkpoint loads no trainer."""
 
 from cdml.training.config import RunConfig, apply_overrides, load_config
-from cdml.training.run import train
 
-__all__ = ["RunConfig", "apply_overrides", "load_config", "train"]
+__all__ = ["RunConfig", "apply_overrides", "load_config"]

@@ -317,6 +317,9 @@ def check_ranges(config: RunConfig) -> None:
             raise bad("trainer.accelerator", t.accelerator, "'cpu' or 'auto' here: no CUDA device")
     if any(k < 1 for k in config.eval.ks or ()):
         raise bad("eval.ks", config.eval.ks, "positive")
+    from cdml.training.optimizers import OPTIMIZERS
+
+    OPTIMIZERS.check(o.name)
     if t.monitor not in MONITORED:
         raise bad("trainer.monitor", t.monitor, f"one of {', '.join(MONITORED)}")
     from cdml.training.loggers import check_loggers

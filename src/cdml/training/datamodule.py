@@ -12,20 +12,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from cdml.data import (
     ClassBalancedBatchSampler,
     LabelledDataset,
-    build_transforms,
     cap_per_class,
     dataset_info,
     load_dataset,
     split_validation_classes,
+    transforms_of,
 )
 from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
+from cdml.inference import EVAL_BATCH_SIZE
 from cdml.losses import VIEWS, Method, MetricLoss
 from cdml.training.config import DataConfig, check_batch_fits
 
-# Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
-EVAL_BATCH_SIZE = 64
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_VAL_FRACTION = 0.2
 MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
@@ -235,16 +234,3 @@ class MetricLearningDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.config.num_workers,
         )
-
-
-def transforms_of(config: DataConfig, train: bool) -> Any:
-    """The train or test pipeline of ``config`` (ImageNet normalisation if it names none)."""
-    normalisation = {"mean": config.mean, "std": config.std} if config.mean and config.std else {}
-    return build_transforms(
-        config.image_size,
-        train=train,
-        resize_ratio=config.resize_ratio,
-        crop_scale=tuple(config.crop_scale),
-        flip=config.flip is not False,
-        **normalisation,
-    )

@@ -9,19 +9,38 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import Logger
 
+from cdml.registry import Registry
 
+# name -> the logger of a run folder and version; its ``package`` is the one it needs.
+LOGGERS: Registry[Callable[[Path, str], Logger]] = Registry("logger", setting="trainer.loggers")
+
+
+def register_logger(name: str, package: str | None = None) -> Callable[[Callable], Callable]:
+    """Decorator of ``logger(out, version) -> Logger``: register it as ``name``, needing the
+    package ``package`` (checked before a run starts)."""
+
+    def add(build: Callable[[Path, str], Logger]) -> Callable[[Path, str], Logger]:
+        build.package = package  # type: ignore[attr-defined]
+        return LOGGERS.register(name, build)
+
+    return add
+
+
+@register_logger("csv")
 def _csv(out: Path, version: str) -> Logger:
     from lightning.pytorch.loggers import CSVLogger
 
     return CSVLogger(out, name="logs", version=version)
 
 
+@register_logger("tensorboard", package="tensorboard")
 def _tensorboard(out: Path, version: str) -> Logger:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(out, name="logs", version=version, default_hp_metric=False)
 
 
+@register_logger("wandb", package="wandb")
 def _wandb(out: Path, version: str) -> Logger:
     from lightning.pytorch.loggers import WandbLogger
 
@@ -29,6 +48,7 @@ def _wandb(out: Path, version: str) -> Logger:
     return WandbLogger(save_dir=str(out), project="cdml", name=f"{out.name}-{version}")
 
 
+@register_logger("mlflow", package="mlflow")
 def _mlflow(out: Path, version: str) -> Logger:
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -39,23 +59,10 @@ def _mlflow(out: Path, version: str) -> Logger:
                         tracking_uri=uri)  # fmt: skip
 
 
-# name -> (the package it needs, the logger of a run folder and version)
-LOGGERS: dict[str, tuple[str | None, Callable[[Path, str], Logger]]] = {
-    "csv": (None, _csv),
-    "tensorboard": ("tensorboard", _tensorboard),
-    "wandb": ("wandb", _wandb),
-    "mlflow": ("mlflow", _mlflow),
-}
-
-
 def check_loggers(names: Sequence[str]) -> None:
     """``ValueError`` naming ``trainer.loggers`` for an unknown name or a missing package."""
     for name in names:
-        if name not in LOGGERS:
-            raise ValueError(
-                f"trainer.loggers: unknown logger {name!r} (one of {', '.join(LOGGERS)})"
-            )
-        package = LOGGERS[name][0]
+        package = LOGGERS[name].package
         if package and importlib.util.find_spec(package) is None:
             raise ValueError(
                 f"trainer.loggers: {name} needs the package {package} (pip install it)"
@@ -72,4 +79,4 @@ def check_loggers(names: Sequence[str]) -> None:
 def create_loggers(names: Sequence[str], out: Path, version: str) -> list[Logger]:
     """The loggers ``names`` (of :data:`LOGGERS`) of the run folder ``out``, start ``version``."""
     check_loggers(names)
-    return [LOGGERS[name][1](out, version) for name in names]
+    return [LOGGERS.create(name, out, version) for name in names]

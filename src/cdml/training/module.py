@@ -13,13 +13,7 @@ from cdml.distributed import gather_shards
 from cdml.losses import Method
 from cdml.metrics import DEFAULT_KS, evaluate
 from cdml.training.config import OptimConfig
-
-OPTIMIZERS = {
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-    "radam": torch.optim.RAdam,
-    "sgd": torch.optim.SGD,
-}
+from cdml.training.optimizers import OPTIMIZERS
 
 
 class MetricLearningModule(L.LightningModule):
@@ -86,10 +80,6 @@ class MetricLearningModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optim = self.optim
-        if optim.name not in OPTIMIZERS:
-            raise ValueError(
-                f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {optim.name!r}"
-            )
         groups = self.model.param_groups(optim.backbone_lr, optim.head_lr, optim.weight_decay)
         method_params = [p for p in self.method.parameters() if p.requires_grad]
         if method_params:
@@ -102,7 +92,7 @@ class MetricLearningModule(L.LightningModule):
                 }
             )
         extra = {"momentum": optim.momentum} if optim.name == "sgd" else {}
-        optimizer = OPTIMIZERS[optim.name](groups, **extra)
+        optimizer = OPTIMIZERS.create(optim.name, groups, **extra)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=optim.lr_milestones, gamma=optim.lr_gamma
         )

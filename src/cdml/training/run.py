@@ -3,55 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import socket
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
 from cdml.data import dataset_info
-from cdml.io import is_empty, remove_temporaries, write_json, write_text
+from cdml.io import remove_temporaries, write_json, write_text
 from cdml.losses import RunInfo, create_method, method_class
-from cdml.models import EmbeddingModel
+from cdml.models import EmbeddingModel, build_model
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
-from cdml.training.config import RunConfig, checkpoint_config, load_config, resolve_defaults
+from cdml.training.config import RunConfig, resolve_defaults
 from cdml.training.datamodule import MetricLearningDataModule
 from cdml.training.loggers import create_loggers
 from cdml.training.module import MetricLearningModule
-
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT = "best.ckpt"
-# Settings a resumed run may change; any other must equal the run's recorded config.yaml
-# (the checkpoint's model, method, data and batches would not fit them).
-RESUMABLE = frozenset({
-    "out", "trainer.epochs", "trainer.progress_bar", "trainer.log_every_n_steps",
-    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "trainer.precision", "trainer.loggers", "data.num_workers", "eval.ks", "eval.nmi",
-})  # fmt: skip
-
-
-def build_model(config: RunConfig, pretrained: bool | None = None) -> EmbeddingModel:
-    """The embedding model of ``config``; ``pretrained`` overrides
-    ``config.model.pretrained``, and ``pretrained=False`` loads no weights at all (neither
-    the shipped ones nor ``config.model.weights``: a checkpoint's own are loaded next)."""
-    m = config.model
-    return EmbeddingModel(
-        backbone_name=m.backbone,
-        embedding_size=m.embedding_size,
-        pretrained=m.pretrained if pretrained is None else pretrained,
-        weights=None if pretrained is False else m.weights,
-        freeze_bn=m.freeze_bn,
-        normalize=m.normalize,
-    )
+from cdml.training.results import METRICS_FILE, UNTRAINED_FILE, read_untrained
+from cdml.training.run_folder import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    check_resumable,
+    prepare_output,
+    run_lock,
+)
 
 
 def build_module(
@@ -77,143 +56,6 @@ def build_module(
         nmi=config.eval.nmi,
         hparams=config.to_dict(),
     )
-
-
-RUN_MARK = ".cdml-run"  # written first into a run's folder: what makes it one
-
-
-def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a cdml training run that got as far as its config (also one
-    of a cdml before the mark); a run refused before that left nothing to resume."""
-    return (folder / "config.yaml").is_file() and (
-        (folder / RUN_MARK).is_file() or (folder / "checkpoints").is_dir()
-    )
-
-
-def prepare_output(out: Path, resume: bool) -> Path | None:
-    """Check that ``out`` can hold this run; return the checkpoint to resume from, or None
-    to start from the beginning (also when resuming a run stopped before its first epoch
-    ended). The checkpoint is read as ``cdml embed`` reads one (tensors and plain data).
-
-    A new run needs a new or empty folder: one that holds a run needs ``resume``, and one
-    that holds other files is refused, so that nothing of the user's is overwritten."""
-    last = out / "checkpoints" / LAST_CHECKPOINT
-    if resume:
-        if not is_run_folder(out):
-            raise ValueError(f"--resume: {out} holds no cdml run to resume")
-        if not last.is_file() and (out / "metrics.json").is_file():
-            raise ValueError(f"--resume: no checkpoint to resume from at {last}")
-        if not last.is_file():
-            console.print(
-                f"{out}: no epoch had finished, so the run starts again from the beginning"
-            )
-            return None
-        read_training_checkpoint(last)
-        return last
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {out} is a file; give a folder")
-    if out.is_dir() and is_run_folder(out):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    if out.is_dir() and not is_empty(out):
-        raise ValueError(
-            f"output folder {out} holds files and is not a cdml run; nothing was changed "
-            "(give a new or empty folder)"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUN_MARK).touch()
-    except OSError as error:
-        raise ValueError(f"output folder {out} is not writable ({error.strerror})") from None
-    return None
-
-
-def read_training_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint of a cdml run at ``path`` (memory-mapped, tensors and plain data only);
-    ``ValueError`` naming it when it is not one."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise ValueError(
-            f"--resume: {path} is not a readable checkpoint ({type(error).__name__}); "
-            "the run cannot be resumed from it"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"--resume: {path} is not a cdml training checkpoint")
-    return checkpoint
-
-
-LOCK_FILE = ".cdml-lock"
-
-
-@contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.cdml-lock`` (this process's host and PID) while a run trains in ``out``: a
-    second process is refused, naming the holder; a lock left by a process of this host that
-    no longer runs (a crash) is taken over."""
-    lock = out / LOCK_FILE
-    holder = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            host, _, pid = lock.read_text(errors="replace").strip().partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            raise ValueError(
-                f"{out} is in use by another cdml run (process {pid or '?'} on {host or '?'}, "
-                f"{lock}); wait for it, or delete {lock} if that process is gone"
-            ) from None
-        with os.fdopen(fd, "w") as file:
-            file.write(holder + "\n")
-        break
-    try:
-        yield
-    finally:
-        if lock.is_file() and lock.read_text(errors="replace").strip() == holder:
-            lock.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def check_resumable(config: RunConfig, out: Path, checkpoint: Path | None) -> None:
-    """``ValueError`` naming the first setting of ``config`` (resolved) that a resumed run
-    cannot change (not in :data:`RESUMABLE`) and that differs from the run's: the config
-    saved in ``checkpoint``, what its weights were trained with, or without one (no epoch
-    had finished) the run's ``config.yaml``."""
-    if checkpoint is not None:
-        hyper_parameters = read_training_checkpoint(checkpoint).get("hyper_parameters")
-        recorded, source = checkpoint_config(checkpoint, hyper_parameters), checkpoint
-    else:
-        recorded, source = load_config(out / "config.yaml"), out / "config.yaml"
-    old, new = _flatten(recorded.to_dict()), _flatten(config.to_dict())
-    for key in sorted(old.keys() | new.keys()):
-        if key not in RESUMABLE and old.get(key) != new.get(key):
-            raise ValueError(
-                f"--resume: {key} is {old.get(key)!r} in the run ({source}), not "
-                f"{new.get(key)!r}; the checkpoint cannot honour the change (only "
-                f"{', '.join(sorted(RESUMABLE - {'out'}))} may change)"
-            )
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key != "params":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def quiet_lightning() -> None:
@@ -264,7 +106,7 @@ def _train(
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
-    model = build_model(config)
+    model = build_model(config.model)
     # Record the input normalisation of the weights, so the run folder describes itself.
     config.data.mean = config.data.mean or list(model.data_config["mean"])
     config.data.std = config.data.std or list(model.data_config["std"])
@@ -272,11 +114,11 @@ def _train(
         config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
     module = build_module(config, model, data.num_train_classes)
-    untrained_file = out / "untrained.json"
+    untrained_file = out / UNTRAINED_FILE
     if resume and is_zero:
         check_resumable(config, out, resume_from)
         if resume_from is not None:
-            _read_untrained(untrained_file)  # unreadable: said now, not after an epoch
+            read_untrained(untrained_file)  # unreadable: said now, not after an epoch
     if is_zero:
         console.print(data.describe())
         write_text(out / "config.yaml", config.to_yaml())
@@ -317,7 +159,7 @@ def _train(
             write_json(untrained_file, untrained)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
-    untrained = _read_untrained(untrained_file)
+    untrained = read_untrained(untrained_file)
     # Validation on which the untrained model is already perfect cannot rank the epochs.
     saturated = has_val and saturated_validation(untrained.get("val", {}))
     selects = has_val and not saturated
@@ -353,35 +195,13 @@ def _train(
                 "untrained model; try lower learning rates or frozen BatchNorm statistics"
             )
     if trainer.is_global_zero:
-        write_json(out / "metrics.json", results)
-        if config.trainer.report and has_test:
-            from cdml.report import write_report
-
-            write_report(out, progress=config.trainer.progress_bar)
+        write_json(out / METRICS_FILE, results)
     return results
 
 
 def saturated_validation(metrics: dict[str, float]) -> bool:
     """Whether validation ``metrics`` leave no room to improve: Recall@1 and MAP@R of 1."""
     return all(metrics.get(name, 0.0) >= 1 - 1e-9 for name in ("recall@1", "map@r"))
-
-
-def _read_untrained(path: Path) -> dict[str, Any]:
-    """The untrained model's metrics of a run (``{"val": ..., "test": ...}``), if recorded."""
-    if not path.is_file():
-        return {}
-    try:
-        untrained = json.loads(path.read_text())
-        if not isinstance(untrained, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"{path}: unreadable ({error}); delete it to resume without the untrained "
-            "model's metrics"
-        ) from None
-    if "recall@1" in untrained:  # written before validation was recorded: test only
-        untrained = {"test": untrained}
-    return untrained
 
 
 def _test(

@@ -9,11 +9,8 @@ eigenvalues of the nearest-neighbour graph of a sample (:func:`estimate_num_clus
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,12 +20,10 @@ from scipy.sparse.linalg import eigsh
 from sklearn.cluster import kmeans_plusplus
 
 from cdml.checks import check_seed
-from cdml.inference import source_images
-from cdml.io import atomic_path, check_output_folder, is_json_object, write_json
 from cdml.losses.facility_location import facility_location_medoids
-from cdml.metrics import as_embeddings, kmeans, nearest_neighbours, partition_scores
+from cdml.metrics import as_embeddings, kmeans, nearest_neighbours
 from cdml.progress import Progress
-from cdml.viz.contact_sheet import contact_sheet
+from cdml.registry import Registry
 from cdml.viz.inputs import sample_indices
 
 # Points the medoid search sees at most (its cost grows as n^2).
@@ -64,19 +59,12 @@ class Clustering:
         return len(self.exemplars)
 
 
-CLUSTER_METHODS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray | None]]] = {}
-
-
-def register_cluster_method(name: str) -> Callable[[Callable], Callable]:
-    """Decorator: ``method(points, k, seed, progress) -> (assignment (n,), medoids)``, the
-    assignment in ``0..k-1`` and ``medoids`` ``(k,)`` the item index of each cluster's medoid,
-    or None for a method whose clusters have centroids instead."""
-
-    def add(method: Callable) -> Callable:
-        CLUSTER_METHODS[name] = method
-        return method
-
-    return add
+# ``method(points, k, seed, progress) -> (assignment (n,), medoids)``: the assignment in
+# ``0..k-1``, and ``medoids`` ``(k,)`` the item index of each cluster's medoid, or None for a
+# method whose clusters have centroids instead; ``@CLUSTER_METHODS.register(name)`` adds one.
+CLUSTER_METHODS: Registry[Callable[..., tuple[np.ndarray, np.ndarray | None]]] = Registry(
+    "clustering method", setting="method"
+)
 
 
 def kmeans_plus_plus(
@@ -152,7 +140,7 @@ def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.nda
     return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-@register_cluster_method("spectral")
+@CLUSTER_METHODS.register("spectral")
 def _spectral(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarray, None]:
     if k > SPECTRAL_MAX_K:
         raise ValueError(f"spectral clustering takes k up to {SPECTRAL_MAX_K}, got {k}; "
@@ -179,12 +167,12 @@ def _spectral(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np
     return assignment, None
 
 
-@register_cluster_method("kmeans")
+@CLUSTER_METHODS.register("kmeans")
 def _kmeans(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarray, None]:
     return kmeans_plus_plus(points, k, seed, progress)[1], None
 
 
-@register_cluster_method("medoids")
+@CLUSTER_METHODS.register("medoids")
 def _medoids(points: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarray, ...]:
     # Facility location over a sample: medoids of up to SAMPLE_SIZE points, every item then
     # assigned to its nearest medoid.
@@ -216,13 +204,12 @@ def cluster(
     Empty clusters are dropped."""
     points = as_embeddings(embeddings, "embeddings", min_rows=2)
     check_seed(seed)
-    if method not in CLUSTER_METHODS:
-        raise ValueError(f"method must be one of {', '.join(CLUSTER_METHODS)}, got {method!r}")
+    run = CLUSTER_METHODS[method]
     if k == "auto":
         k = estimate_num_clusters(points, k_max=k_max, seed=seed, progress=progress)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(points):
         raise ValueError(f"k must be 'auto' or an integer in 1..{len(points)}, got {k!r}")
-    assignment, medoids = CLUSTER_METHODS[method](points, k, seed, progress)
+    assignment, medoids = run(points, k, seed, progress)
     # Number clusters by decreasing size (ties by first member), dropping empty ones.
     found, first, sizes = np.unique(assignment, return_index=True, return_counts=True)
     order = np.lexsort((first, -sizes))
@@ -273,89 +260,3 @@ def estimate_num_clusters(
             counts.append(int((values > EIGENVALUE_THRESHOLD).sum()))
             bar.advance(1)
     return int(np.clip(round(float(np.mean(counts))), 2, k_max))
-
-
-def write_clusters(
-    out: str | Path,
-    clustering: Clustering,
-    arrays: dict[str, np.ndarray],
-    *,
-    members: int = 35,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Write a clustering of the items of ``arrays`` (as ``cdml embed`` writes them:
-    ``paths``, and ``labels`` where known) to the folder ``out``:
-
-    - ``assignments.csv``: path, cluster, distance (to the medoid or centroid), label;
-    - ``clusters.json``: the method, k, per cluster its size, exemplar's path and mean
-      distance, and with labels the scores against them (NMI, AMI, ARI, purity);
-    - ``sheets/cluster_NNN.png``: the exemplar (framed) and up to ``members`` members,
-      nearest first; ``sheets/overview.png``: every exemplar, with its cluster and size.
-
-    ``out`` must be new, empty or a clustering cdml wrote (:func:`check_clusters_output`),
-    and the items' images known (``paths`` or ``dataset``), else ``ValueError`` before
-    anything is written. Returns the content of ``clusters.json``."""
-    out = check_clusters_output(out, name="out")
-    if "paths" not in arrays and "dataset" not in arrays:
-        raise ValueError(
-            "the items have no 'paths' or 'dataset' entry to find their images for the "
-            "contact sheets (embeddings written by cdml embed have them)"
-        )
-    (out / "sheets").mkdir(parents=True, exist_ok=True)
-    n = len(clustering.assignment)
-    paths = arrays.get("paths", np.array([f"item {i}" for i in range(n)]))
-    labels = arrays.get("labels")
-    rows = [["path", "cluster", "distance", "label"]]
-    for i in range(n):
-        label = "" if labels is None else int(labels[i])
-        rows.append([str(paths[i]), int(clustering.assignment[i]),
-                     f"{clustering.distances[i]:.6g}", label])  # fmt: skip
-    with atomic_path(out / "assignments.csv") as tmp, tmp.open("w", newline="") as file:
-        csv.writer(file).writerows(rows)
-    clusters = []
-    for c, exemplar in enumerate(clustering.exemplars):
-        chosen = clustering.assignment == c
-        clusters.append({
-            "cluster": c,
-            "size": int(chosen.sum()),
-            "exemplar": str(paths[exemplar]),
-            "mean_distance": float(clustering.distances[chosen].mean()),
-        })  # fmt: skip
-    summary: dict[str, Any] = {"method": clustering.method, "k": clustering.k, "items": n}
-    if labels is not None:
-        summary["scores"] = partition_scores(labels, clustering.assignment)
-    summary["clusters"] = clusters
-    write_json(out / "clusters.json", summary)
-    _write_sheets(out / "sheets", clustering, arrays, members, progress)
-    return summary
-
-
-def check_clusters_output(out: str | Path, name: str = "--out") -> Path:
-    """``ValueError`` unless the folder ``out`` can take a clustering: new, empty, or one
-    that :func:`write_clusters` wrote; ``name`` is its flag or argument. Returns it."""
-    return check_output_folder(out, what="a clustering", owned=is_clustering, name=name)
-
-
-def is_clustering(folder: Path) -> bool:
-    """Whether ``folder`` holds a clustering that :func:`write_clusters` wrote."""
-    return is_json_object(folder / "clusters.json", "method", "clusters")
-
-
-def _write_sheets(
-    folder: Path, clustering: Clustering, arrays: dict[str, np.ndarray], members: int,
-    progress: bool,
-) -> None:  # fmt: skip
-    for stale in folder.glob("cluster_*.png"):  # of an earlier clustering into this folder
-        stale.unlink()
-    sizes = np.bincount(clustering.assignment, minlength=clustering.k)
-    images = source_images(arrays, clustering.exemplars)
-    captions = [f"{c}: {sizes[c]}" for c in range(clustering.k)]
-    contact_sheet(images, folder / "overview.png", captions=captions, frame_first=False)
-    with Progress("contact sheets", total=clustering.k, enabled=progress) as bar:
-        for c, exemplar in enumerate(clustering.exemplars):
-            others = np.flatnonzero(clustering.assignment == c)
-            others = others[others != exemplar]
-            nearest = others[np.argsort(clustering.distances[others], kind="stable")[:members]]
-            sheet = source_images(arrays, [exemplar, *nearest])
-            contact_sheet(sheet, folder / f"cluster_{c:03d}.png")
-            bar.advance(1)

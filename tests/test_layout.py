@@ -1,0 +1,76 @@
+"""The package's layout: no import circle among cdml's modules, and using a trained model
+loads no trainer."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import cdml
+
+PACKAGE = Path(cdml.__file__).parent
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each cdml module's imports of other cdml modules, at its top level or inside its
+    functions (but for ``TYPE_CHECKING`` blocks, never run)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = set()
+        for node in _imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                    + ([base] if base else []))  # fmt: skip
+                imported |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        graph[name] = imported
+    return {name: {m for m in imported if m in graph and m != name}
+            for name, imported in graph.items()}  # fmt: skip
+
+
+def _imports(node: ast.AST):
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            yield child
+        elif not (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)):
+            yield from _imports(child)
+
+
+def test_no_module_of_cdml_imports_itself_through_others():
+    graph = module_imports()
+    # Importing a module from outside its package first imports the package's __init__.
+    for name, imported in graph.items():
+        for module in list(imported):
+            parents = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+            imported |= {p for p in parents if p in graph and not name.startswith(p + ".")}
+        imported.discard(name)
+    state = {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for other in sorted(graph[name]):
+            if state.get(other) == "open":
+                cycle = path[path.index(other) :] + [other]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if other not in state:
+                visit(other, [*path, other])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_embedding_with_a_checkpoint_loads_no_trainer():
+    trainer = ("lightning", "cdml.training.run")
+    code = ("import sys, cdml.inference, cdml.retrieval, cdml.export; "
+            f"print(sorted(m for m in sys.modules if m.startswith({trainer})))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    assert loaded == "[]"
