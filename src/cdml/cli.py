@@ -447,9 +447,6 @@ def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The --images folder or the --dataset split, embedded with --checkpoint."""
     from cdml.inference import embed_with_checkpoint
 
-    images = getattr(args, "images", None)
-    if (args.dataset is None) == (images is None):
-        raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
     _check_source(args)
     return embed_with_checkpoint(
         args.checkpoint, **_source(args), batch_size=args.batch_size, workers=args.workers
@@ -596,15 +593,6 @@ def _run_index(args: argparse.Namespace) -> int:
     from cdml.io import check_not_inside
     from cdml.retrieval import index_images
 
-    if not args.extend:
-        if args.out.exists():
-            raise UsageError(
-                f"{args.out} exists; pass --extend to add to it or choose another --out"
-            )
-        if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
-            raise UsageError(f"--out {args.out}: folder {args.out.parent} is not a writable folder")
-    if (args.dataset is None) == (args.images is None):
-        raise UsageError("give either --dataset (with --data-root and --split) or --images DIR")
     check_not_inside(args.out, {"--checkpoint": args.checkpoint, "--images": args.images})
     _check_source(args)
     gallery, added = index_images(

@@ -141,7 +141,10 @@ def embed_with_checkpoint(
     Items whose path is in ``skip`` are left out before embedding (extending an index).
     """
     if (dataset is None) == (images is None):
-        raise ValueError("give either a dataset (with its root and split) or images")
+        raise ValueError(
+            "give either --dataset (with --data-root and --split) or --images DIR (from "
+            "Python: dataset= with data_root= and split=, or images=)"
+        )
     if image_size is not None:
         check_image_size(image_size)
     model, config = load_checkpoint(checkpoint)

@@ -345,7 +345,9 @@ def index_images(
             raise ValueError(f"{out} compares by {gallery.metric}, not {metric}")
         source["image_size"] = gallery.check_preprocessing(source.get("image_size"))
     elif out.exists():
-        raise ValueError(f"{out} exists; extend it (--extend) or choose another folder")
+        raise ValueError(f"{out} exists; pass --extend to add to it or choose another --out")
+    elif not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ValueError(f"--out {out}: folder {out.parent} is not a writable folder")
     skip = frozenset(gallery.paths) if gallery is not None else frozenset()
     arrays = embed_with_checkpoint(checkpoint, skip=skip, progress=progress, **source)
     paths = arrays["paths"].tolist()
