@@ -21,26 +21,6 @@ from cdml.data import DATASETS, dataset_info
 from cdml.losses import METHODS, VIEWS
 from cdml.metrics import METRICS
 
-# Command-line flags of `cdml train` and the config keys they set.
-TRAIN_FLAGS = {
-    "dataset": "data.dataset",
-    "data_root": "data.root",
-    "loss": "loss.name",
-    "epochs": "trainer.epochs",
-    "image_size": "data.image_size",
-    "batch_size": "data.batch_size",
-    "classes_per_batch": "data.classes_per_batch",
-    "backbone": "model.backbone",
-    "embedding_size": "model.embedding_size",
-    "seed": "trainer.seed",
-    "workers": "data.num_workers",
-    "devices": "trainer.devices",
-    "num_nodes": "trainer.num_nodes",
-    "strategy": "trainer.strategy",
-    "precision": "trainer.precision",
-    "out": "out",
-}
-
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
@@ -99,6 +79,9 @@ def _is_input_error(error: Exception) -> bool:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from cdml.training.config import RunConfig
+    from cdml.training.settings import add_flags
+
     parser = argparse.ArgumentParser(
         prog="cdml", description="Clustering-aware deep metric learning."
     )
@@ -113,22 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "logs/ and metrics.json to --out.",
     )
     train.add_argument("--config", type=Path, help="YAML config file")
-    train.add_argument("--dataset", help=_datasets_help())
-    train.add_argument("--data-root", help="the dataset's folder (the CSV file for csv)")
-    train.add_argument("--loss", metavar="LOSS", help=_methods_help())
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--image-size", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--classes-per-batch", type=int)
-    train.add_argument("--backbone", help="any timm model name")
-    train.add_argument("--embedding-size", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--workers", type=int, help="data loading processes")
-    train.add_argument("--devices", type=_devices)
-    train.add_argument("--num-nodes", type=int)
-    train.add_argument("--strategy", help="e.g. ddp")
-    train.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
-    train.add_argument("--out", help="run folder (default runs/cdml)")
+    add_flags(
+        train, RunConfig, help_of={"data.dataset": _datasets_help, "loss.name": _methods_help}
+    )
     _add_set_argument(train, example="optim.head_lr=1e-3")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument(
@@ -350,10 +320,6 @@ def _methods_help() -> str:
     )
 
 
-def _devices(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
-
-
 def _cluster_count(text: str) -> int | str:
     if text == "auto":
         return text
@@ -393,34 +359,13 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 def _run_train(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.training import RunConfig, apply_overrides, load_config
+    from cdml.training.config import RunConfig, command_config, parse_yaml
     from cdml.training.results import run_tables
     from cdml.training.run import train
+    from cdml.training.settings import read_flags
 
-    overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    overrides.update(_parse_sets(args.set))
-    if args.resume:
-        # The run's own config, or --config's: either is checked against the checkpoint's.
-        base = (
-            load_config(_existing(args.config, "--config: no such file")) if args.config else None
-        )
-        out = Path(overrides.get("out", base.out if base else RunConfig().out))
-        recorded = _existing(out / "config.yaml", "--resume: no run to resume at")
-        config = base or load_config(recorded)
-    elif args.config:
-        # A config file names what to train on and how, unless the flags do.
-        require = [key for key in ("data.dataset", "loss.name") if key not in overrides]
-        config = load_config(_existing(args.config, "--config: no such file"), require)
-    else:
-        missing = [flag for flag in ("dataset", "loss") if getattr(args, flag) is None]
-        if missing:
-            raise UsageError(
-                "give --config FILE, or --dataset, --data-root and --loss "
-                f"(missing: {', '.join('--' + m for m in missing)})"
-            )
-        config = RunConfig()
-    config = apply_overrides(config, overrides)
+    overrides = {**read_flags(args, RunConfig, parse_yaml), **_parse_sets(args.set)}
+    config = command_config(args.config, overrides, resume=args.resume)
     from cdml.report import report_run
 
     console.print(f"run folder: {Path(config.out).resolve()}")
@@ -434,12 +379,6 @@ def _run_train(args: argparse.Namespace) -> int:
         + (f", {report.name}" if report else "")
     )
     return 0
-
-
-def _existing(path: Path, message: str) -> Path:
-    if not path.is_file():
-        raise UsageError(f"{message} {path}")
-    return path
 
 
 # embed / evaluate -------------------------------------------------------------------------

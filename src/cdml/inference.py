@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def embed_with_checkpoint(
         check_image_size(image_size)
     model, config = load_checkpoint(checkpoint)
     if image_size is not None:
-        config.data.image_size = image_size
+        config = replace(config, data=replace(config.data, image_size=image_size))
     transform = transforms_of(config.data, train=False)
     if images is not None:
         files = find_images(images) if isinstance(images, str | Path) else list(images)

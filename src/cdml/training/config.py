@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,54 +22,150 @@ import yaml
 
 from cdml.checks import MAX_SEED, MIN_IMAGE_SIZE
 from cdml.metrics import CLUSTERING_SCORES, DEFAULT_KS
+from cdml.training.settings import check_declared, described, flags, setting
 
 
-@dataclass
+def _in_unit_interval(value: float) -> str | None:
+    return None if 0 <= value < 1 else "in [0, 1)"
+
+
+def _crop_scale(value: list[float]) -> str | None:
+    good = len(value) == 2 and 0 < value[0] <= value[1] <= 1
+    return None if good else "[low, high] with 0 < low <= high <= 1"
+
+
+def _channels(value: list[float]) -> str | None:
+    good = len(value) == 3 and all(math.isfinite(v) for v in value)
+    return None if good else "3 finite numbers (one per RGB channel) or null"
+
+
+def _std(value: list[float]) -> str | None:
+    return _channels(value) or (None if min(value) > 0 else "positive")
+
+
+def _seed(value: int) -> str | None:
+    return None if 0 <= value <= MAX_SEED else f"an integer in 0..{MAX_SEED}"
+
+
+def _devices(devices: int | str) -> str | None:
+    """Lightning's forms: a count (-1: all), ``"auto"``, or device indices ``"0,1"``."""
+    text = str(devices).strip()
+    indices = re.fullmatch(r"\d+(,\d+)*,?", text) and "," in text
+    count = re.fullmatch(r"-?\d+", text) and (int(text) >= 1 or int(text) == -1)
+    ok = text == "auto" or indices or count
+    return None if ok else "a positive number, -1 (all), a list or 'auto'"
+
+
+def _batches(limit: int | float) -> str | None:
+    ok = limit > 0 and (isinstance(limit, int) or limit <= 1)
+    return None if ok else "a count >= 1 or a share in (0, 1]"
+
+
+def _monitored(name: str) -> str | None:
+    return None if name in MONITORED else f"one of {', '.join(MONITORED)}"
+
+
+def _optimiser(name: str) -> str | None:
+    from cdml.training.optimizers import OPTIMIZERS
+
+    return None if name in OPTIMIZERS else f"one of {', '.join(OPTIMIZERS)}"
+
+
+def _positive_ks(ks: list[int]) -> str | None:
+    return None if all(k >= 1 for k in ks) else "positive"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how batches are formed."""
 
-    dataset: str = "digits"
-    root: str | None = None
-    image_size: int = 64
-    resize_ratio: float = 256 / 227  # test-time resize before the centre crop, as in the papers
-    # Train crop area range. cdml's default keeps at least half the image (an 8 % crop of a
-    # small object or a glyph is another thing); the papers' configs use [0.08, 1].
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
-    mean: list[float] | None = None  # input normalisation; None: the backbone's weights' own
-    std: list[float] | None = None
-    flip: bool | None = None  # train flips; None: yes, unless a mirror image is another class
-    # None: 128 (64 images in two views for the unsupervised methods), at most the training
-    # images.
-    batch_size: int | None = None
-    # None: batch_size / the loss's images per class (the papers' C/n), at most the classes.
-    classes_per_batch: int | None = None
-    # Share of the training classes held out for model selection; None: 0.2 when that holds
-    # out at least 4 classes, else 0; always 0 for the unsupervised methods (choosing the
-    # classes would read the training labels).
-    val_fraction: float | None = None
-    # Quick runs: at most this many images per class in validation and test (seeded sample);
-    # None evaluates every image, as the papers' protocol does.
-    max_eval_per_class: int | None = None
-    num_workers: int = 0
-    skip_bad: bool = False
+    dataset: str = setting("digits", flag="--dataset", help="the dataset's name")
+    root: str | None = setting(
+        None, flag="--data-root", help="the dataset's folder (the CSV file for csv)"
+    )
+    image_size: int = setting(
+        64,
+        flag="--image-size",
+        at_least=MIN_IMAGE_SIZE,
+        help="the side of the square input, in pixels",
+    )
+    resize_ratio: float = setting(
+        256 / 227,
+        finite=True,
+        at_least=1,
+        help="test-time resize before the centre crop, as in the papers",
+    )
+    crop_scale: list[float] = setting(
+        factory=lambda: [0.5, 1.0],
+        check=_crop_scale,
+        help="the train crops' area range; cdml's default keeps at least half the image (an "
+        "8 % crop of a small object or a glyph is another thing), the papers' use [0.08, 1]",
+    )
+    mean: list[float] | None = setting(
+        None, check=_channels, help="input normalisation; null: the backbone's weights' own"
+    )
+    std: list[float] | None = setting(None, check=_std, help="as mean")
+    flip: bool | None = setting(
+        None, help="train flips; null: yes, unless a mirror image is another class"
+    )
+    batch_size: int | None = setting(
+        None,
+        flag="--batch-size",
+        at_least=2,
+        help="images per batch; null: 128 (64 images in two views for the unsupervised "
+        "methods), at most the training images",
+    )
+    classes_per_batch: int | None = setting(
+        None,
+        flag="--classes-per-batch",
+        at_least=2,
+        help="null: the batch size / the loss's images per class (the papers' C/n), at most "
+        "the classes",
+    )
+    val_fraction: float | None = setting(
+        None,
+        check=_in_unit_interval,
+        help="share of the training classes held out for model selection; null: 0.2 when "
+        "that holds out at least 4 classes, else 0; always 0 for the unsupervised methods "
+        "(choosing the classes would read the training labels)",
+    )
+    max_eval_per_class: int | None = setting(
+        None,
+        at_least=2,
+        help="quick runs: at most this many images per class in validation and test (a "
+        "seeded sample); null evaluates every image, as the papers' protocol does",
+    )
+    num_workers: int = setting(0, flag="--workers", at_least=0, help="data loading processes")
+    skip_bad: bool = setting(False, help="skip unreadable images, reporting them")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Backbone and embedding head."""
 
-    backbone: str = "tf_efficientnet_lite0"
-    pretrained: bool = True
-    weights: str | None = None  # a state-dict file for backbones other than efficientnet_lite0
-    embedding_size: int | None = None  # None: 64 (seed 000), 128 for the unsupervised methods
-    # L2-normalise the embeddings; None: as the loss's paper (not for lifted / N-pairs).
-    normalize: bool | None = None
-    # Keep the pretrained BatchNorm statistics: re-estimated on the training classes they do
-    # not carry to unseen ones (docs/METHODS.md, "cdml's default recipe").
-    freeze_bn: bool = True
+    backbone: str = setting("tf_efficientnet_lite0", flag="--backbone", help="any timm model name")
+    pretrained: bool = setting(True, help="start from the backbone's ImageNet weights")
+    weights: str | None = setting(
+        None, help="a state-dict file for backbones other than efficientnet_lite0"
+    )
+    embedding_size: int | None = setting(
+        None,
+        flag="--embedding-size",
+        at_least=1,
+        help="null: 64 (seed 000), 128 for the unsupervised methods",
+    )
+    normalize: bool | None = setting(
+        None,
+        help="L2-normalise the embeddings; null: as the loss's paper (not for lifted / N-pairs)",
+    )
+    freeze_bn: bool = setting(
+        True,
+        help="keep the pretrained BatchNorm statistics: re-estimated on the training "
+        "classes they do not carry to unseen ones (docs/METHODS.md, cdml's default recipe)",
+    )
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
     """The training method and its constructor arguments.
 
@@ -77,67 +173,114 @@ class LossConfig:
     your own, imported: the only value of a config that is).
     """
 
-    name: str = "facility"
-    params: dict[str, Any] = field(default_factory=dict)
+    name: str = setting("facility", flag="--loss", help="the training method")
+    params: dict[str, Any] = setting(factory=dict, help="the method's constructor arguments")
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimiser, learning rates per part, and step decay."""
 
-    name: str = "rmsprop"  # rmsprop | adam | radam | sgd
-    backbone_lr: float = 3e-5
-    head_lr: float = 3e-4
-    # Parameters owned by the method (Group Loss's classifier, CBSwR's cluster head); None:
-    # the method's own default (1e-3; 1e-2 for the Group Loss's classifier).
-    loss_lr: float | None = None
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    lr_milestones: list[int] = field(default_factory=list)  # epochs at which lr is multiplied
-    lr_gamma: float = 0.1
+    name: str = setting("rmsprop", check=_optimiser, help="rmsprop, adam, radam or sgd")
+    backbone_lr: float = setting(3e-5, finite=True, at_least=0, help="the backbone's rate")
+    head_lr: float = setting(3e-4, finite=True, at_least=0, help="the embedding head's rate")
+    loss_lr: float | None = setting(
+        None,
+        finite=True,
+        at_least=0,
+        help="parameters owned by the method (Group Loss's classifier, CBSwR's cluster "
+        "head); null: the method's own default (1e-3; 1e-2 for the Group Loss's classifier)",
+    )
+    weight_decay: float = setting(0.0, finite=True, at_least=0, help="L2 weight decay")
+    momentum: float = setting(0.9, finite=True, at_least=0, help="sgd only")
+    lr_milestones: list[int] = setting(
+        factory=list, help="epochs at which the rates are multiplied by lr_gamma"
+    )
+    lr_gamma: float = setting(0.1, finite=True, at_least=0, help="the step decay's factor")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     """Lightning trainer settings."""
 
-    epochs: int = 5
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    limit_train_batches: int | float = 1.0
-    log_every_n_steps: int = 10
-    progress_bar: bool = True
-    # The validation metric that chooses the best checkpoint (higher is better, as every
-    # metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi, val/ami, val/ari,
-    # val/purity or val/map@r.
-    monitor: str = "val/recall@1"
-    # Experiment trackers (Lightning's loggers): csv, tensorboard (logs/version_N/), wandb
-    # (W&B's settings, e.g. WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else an SQLite
-    # store, the run folder's mlflow.db).
-    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
-    # Multi-GPU runs: BatchNorm statistics over every device's batch (not with freeze_bn).
-    sync_batchnorm: bool = False
-    # Write report.html (cdml.report) into the run folder at the end of the run.
-    report: bool = True
+    epochs: int = setting(
+        5, flag="--epochs", at_least=1, lightning="max_epochs", help="training epochs"
+    )
+    seed: int = setting(0, flag="--seed", check=_seed, help="seed of everything random")
+    accelerator: str = setting("auto", lightning="accelerator", help="cpu, gpu or auto")
+    devices: int | str = setting(
+        1,
+        flag="--devices",
+        check=_devices,
+        lightning="devices",
+        help="processes or GPUs per node, -1 for every GPU",
+    )
+    num_nodes: int = setting(
+        1,
+        flag="--num-nodes",
+        at_least=1,
+        lightning="num_nodes",
+        help="machines, each started by a launcher (srun, torchrun)",
+    )
+    strategy: str = setting("auto", flag="--strategy", lightning="strategy", help="e.g. ddp")
+    precision: str = setting(
+        "32-true",
+        flag="--precision",
+        lightning="precision",
+        help="32-true, bf16-mixed, 16-mixed (GPU)",
+    )
+    limit_train_batches: int | float = setting(
+        1.0,
+        check=_batches,
+        lightning="limit_train_batches",
+        help="batches per epoch: a count, or a share of the epoch",
+    )
+    log_every_n_steps: int = setting(
+        10, at_least=1, lightning="log_every_n_steps", help="steps between logged values"
+    )
+    progress_bar: bool = setting(
+        True,
+        lightning="enable_progress_bar",
+        help="progress bars on a terminal, a line every 30 s in a log",
+    )
+    monitor: str = setting(
+        "val/recall@1",
+        check=_monitored,
+        help="the validation metric that chooses the best checkpoint (higher is better, as "
+        "every metric of cdml.metrics): val/recall@K (K of 1, 2, 4, 8), val/nmi, val/ami, "
+        "val/ari, val/purity or val/map@r",
+    )
+    loggers: list[str] = setting(
+        factory=lambda: ["csv", "tensorboard"],
+        help="experiment trackers (Lightning's loggers): csv, tensorboard (logs/version_N/), "
+        "wandb (W&B's settings, e.g. WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else "
+        "an SQLite store, the run folder's mlflow.db)",
+    )
+    sync_batchnorm: bool = setting(
+        False,
+        lightning="sync_batchnorm",
+        help="multi-GPU runs: BatchNorm statistics over every device's batch (not with freeze_bn)",
+    )
+    report: bool = setting(True, help="write report.html into the run folder at the end")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """Test protocol."""
 
-    ks: list[int] | None = None  # None: the dataset's usual K (1,2,4,8 or 1,10,100,1000)
-    nmi: bool = True
+    ks: list[int] | None = setting(
+        None,
+        check=_positive_ks,
+        help="K of Recall@K; null: the dataset's usual K (1,2,4,8 or 1,10,100,1000)",
+    )
+    nmi: bool = setting(True, help="k-means and its NMI, AMI, ARI, purity")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a training run needs; ``out`` is the run's folder."""
 
-    out: str = "runs/cdml"
+    out: str = setting("runs/cdml", flag="--out", help="the run folder")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -192,17 +335,8 @@ def parse_yaml(text: str) -> Any:
         raise ValueError(f"not valid YAML ({error})") from None
 
 
-# The command-line flag of a setting, named beside it in errors.
-FLAGS = {
-    "data.dataset": "--dataset", "loss.name": "--loss",
-    "trainer.epochs": "--epochs", "data.image_size": "--image-size",
-    "data.batch_size": "--batch-size", "data.classes_per_batch": "--classes-per-batch",
-    "model.embedding_size": "--embedding-size", "data.num_workers": "--workers",
-    "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
-    "trainer.seed": "--seed", "trainer.precision": "--precision",
-}  # fmt: skip
-# The validation metrics a run logs (validation always uses Recall@1, 2, 4, 8).
-# The validation metrics (all higher-is-better) that can choose the best checkpoint.
+# The validation metrics (all higher-is-better) that can choose the best checkpoint
+# (validation always uses Recall@1, 2, 4, 8).
 MONITORED = tuple(
     f"val/{name}" for name in (*(f"recall@{k}" for k in DEFAULT_KS), *CLUSTERING_SCORES, "map@r")
 )
@@ -237,67 +371,34 @@ def runs_on_cpu(accelerator: str) -> bool:
 
 
 def check_ranges(config: RunConfig) -> None:
-    """``ValueError`` naming the first setting out of its range (and its flag), so that a bad
-    value is reported before any data is read or any training starts."""
+    """``ValueError`` naming the first setting out of its declared range (and its flag), or
+    the first combination of settings this machine cannot run, so that a bad value is
+    reported before any data is read or any training starts."""
+    check_declared(config)
+    d, t = config.data, config.trainer
 
-    def bad(key: str, value: Any, wanted: str) -> ValueError:
-        flag = f" ({FLAGS[key]})" if key in FLAGS else ""
-        return ValueError(f"{key}{flag} must be {wanted}, got {value!r}")
+    def bad(key: str, wanted: str) -> ValueError:
+        value = getattr(t, key.partition(".")[2])
+        return ValueError(f"{described(key, type(config))} must be {wanted}, got {value!r}")
 
-    d, m, o, t = config.data, config.model, config.optim, config.trainer
-    at_least = [
-        ("trainer.epochs", t.epochs, 1), ("data.image_size", d.image_size, MIN_IMAGE_SIZE),
-        ("data.batch_size", d.batch_size, 2), ("data.classes_per_batch", d.classes_per_batch, 2),
-        ("model.embedding_size", m.embedding_size, 1), ("data.num_workers", d.num_workers, 0),
-        ("trainer.num_nodes", t.num_nodes, 1), ("trainer.log_every_n_steps",
-        t.log_every_n_steps, 1), ("data.max_eval_per_class", d.max_eval_per_class, 2),
-    ]  # fmt: skip
-    for key, value, least in at_least:
-        if value is not None and value < least:
-            raise bad(key, value, f"at least {least}")
-    for key, value in (("optim.backbone_lr", o.backbone_lr), ("optim.head_lr", o.head_lr),
-                       ("optim.loss_lr", o.loss_lr), ("optim.weight_decay", o.weight_decay),
-                       ("optim.momentum", o.momentum), ("optim.lr_gamma", o.lr_gamma)):  # fmt: skip
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise bad(key, value, "finite and >= 0")
-    if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
-        raise bad("data.val_fraction", d.val_fraction, "in [0, 1)")
-    if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
-        raise bad("data.crop_scale", d.crop_scale, "[low, high] with 0 < low <= high <= 1")
-    if d.resize_ratio < 1 or not math.isfinite(d.resize_ratio):
-        raise bad("data.resize_ratio", d.resize_ratio, "finite and at least 1")
-    limit = t.limit_train_batches
-    if not (limit > 0 and (isinstance(limit, int) or limit <= 1)):
-        raise bad("trainer.limit_train_batches", limit, "a count >= 1 or a share in (0, 1]")
-    if not _devices_ok(t.devices):
-        raise bad("trainer.devices", t.devices, "a positive number, -1 (all), a list or 'auto'")
-    if not 0 <= t.seed <= MAX_SEED:
-        raise bad("trainer.seed", t.seed, f"an integer in 0..{MAX_SEED}")
     # The smallest batch at this size (the data's size gives the full check, when loaded).
     check_batch_fits(
         max(d.batch_size or 2, 2),
         d.image_size,
         "data.batch_size (--batch-size) with data.image_size (--image-size)",
     )
-    for key, values in (("data.mean", d.mean), ("data.std", d.std)):
-        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
-            raise bad(key, values, "3 finite numbers (one per RGB channel) or null")
-    if d.std is not None and min(d.std) <= 0:
-        raise bad("data.std", d.std, "positive")
     if runs_on_cpu(t.accelerator):
         if str(t.devices).strip() == "-1":
             raise bad(
                 "trainer.devices",
-                t.devices,
-                "a number of processes on the CPU (-1 "
-                "means every GPU, and this run has none), e.g. 2 with --strategy ddp",
+                "a number of processes on the CPU (-1 means every GPU, "
+                "and this run has none), e.g. 2 with --strategy ddp",
             )
         if t.precision.startswith("16"):
             raise bad(
                 "trainer.precision",
-                t.precision,
-                "32-true, bf16-mixed or bf16-true on "
-                "the CPU (16-bit floats need a GPU; Lightning would run bf16 instead)",
+                "32-true, bf16-mixed or bf16-true on the CPU (16-bit "
+                "floats need a GPU; Lightning would run bf16 instead)",
             )
     if t.num_nodes > 1:
         from cdml.distributed import launched_on_nodes
@@ -305,40 +406,25 @@ def check_ranges(config: RunConfig) -> None:
         if not launched_on_nodes():
             raise bad(
                 "trainer.num_nodes",
-                t.num_nodes,
-                "1 without a launcher that starts "
-                "the run on every node (srun, torchrun, or NODE_RANK, MASTER_ADDR and "
-                "MASTER_PORT set); without one the run would wait for nodes forever",
+                "1 without a launcher that starts the run on every "
+                "node (srun, torchrun, or NODE_RANK, MASTER_ADDR and MASTER_PORT set); "
+                "without one the run would wait for nodes forever",
             )
     if t.accelerator in ("gpu", "cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise bad("trainer.accelerator", t.accelerator, "'cpu' or 'auto' here: no CUDA device")
-    if any(k < 1 for k in config.eval.ks or ()):
-        raise bad("eval.ks", config.eval.ks, "positive")
-    from cdml.training.optimizers import OPTIMIZERS
-
-    OPTIMIZERS.check(o.name)
-    if t.monitor not in MONITORED:
-        raise bad("trainer.monitor", t.monitor, f"one of {', '.join(MONITORED)}")
+            raise bad("trainer.accelerator", "'cpu' or 'auto' here: no CUDA device")
     from cdml.training.loggers import check_loggers
 
     check_loggers(t.loggers)
 
 
-def _devices_ok(devices: int | str) -> bool:
-    """Lightning's forms: a count (-1: all), ``"auto"``, or device indices ``"0,1"``."""
-    text = str(devices).strip()
-    if text == "auto" or re.fullmatch(r"\d+(,\d+)*,?", text) and "," in text:
-        return True
-    return bool(re.fullmatch(r"-?\d+", text)) and (int(text) >= 1 or int(text) == -1)
-
-
 def resolve_defaults(config: RunConfig) -> RunConfig:
-    """Fill the settings whose default depends on the method or the dataset's name (see their
-    comments); those that depend on the data's size are filled when it is loaded
-    (:class:`cdml.training.datamodule.MetricLearningDataModule`)."""
+    """``config`` with the settings whose default depends on the method or the dataset's name
+    filled (see their help), checked (:func:`check_ranges`); those that depend on the data's
+    size are filled when it is loaded (:class:`cdml.training.datamodule.MetricLearningDataModule`
+    gives its resolved ``config``). Configs are frozen: every step returns a new one."""
     from cdml.data import dataset_info
     from cdml.losses import VIEWS, method_class
 
@@ -351,18 +437,22 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
     except ValueError as error:
         raise ValueError(f"data.dataset (--dataset): {error}") from None
     unsupervised = method.batch_kind == VIEWS
-    if config.model.normalize is None:
-        config.model.normalize = method.normalize_embeddings
-    if config.model.embedding_size is None:
-        config.model.embedding_size = method.default_embedding_size
-    if config.optim.loss_lr is None:
-        config.optim.loss_lr = method.default_loss_lr
-    if unsupervised and config.data.val_fraction is None:
-        config.data.val_fraction = 0.0
-    if unsupervised and config.data.batch_size is None:
-        config.data.batch_size = 64
-    if config.data.flip is None:
-        config.data.flip = not info.mirror_sensitive
+    m, o, d = config.model, config.optim, config.data
+    config = replace(
+        config,
+        model=replace(
+            m,
+            normalize=method.normalize_embeddings if m.normalize is None else m.normalize,
+            embedding_size=m.embedding_size or method.default_embedding_size,
+        ),
+        optim=replace(o, loss_lr=method.default_loss_lr if o.loss_lr is None else o.loss_lr),
+        data=replace(
+            d,
+            val_fraction=0.0 if unsupervised and d.val_fraction is None else d.val_fraction,
+            batch_size=64 if unsupervised and d.batch_size is None else d.batch_size,
+            flip=not info.mirror_sensitive if d.flip is None else d.flip,
+        ),
+    )
     check_ranges(config)
     return config
 
@@ -380,7 +470,7 @@ def load_config(path: str | Path, require: Sequence[str] = ()) -> RunConfig:
     for key in require:
         section, _, name = key.partition(".")
         if not isinstance(data.get(section), dict) or name not in data[section]:
-            flag = FLAGS.get(key)
+            flag = flags(RunConfig).get(key)
             raise ValueError(
                 f"{path}: names no {key}"
                 + (f" (give it there or with {flag})" if flag else "")
@@ -404,6 +494,41 @@ def checkpoint_config(path: str | Path, hyper_parameters: Any) -> RunConfig:
             f"{path}: the config saved in the checkpoint: {error} (written by another version "
             "of cdml?)"
         ) from None
+
+
+def command_config(
+    config_file: str | Path | None, overrides: dict[str, Any], resume: bool = False
+) -> RunConfig:
+    """The config of a training command: ``config_file`` (``--config``) with ``overrides``
+    (dotted keys: the flags and ``--set``) applied. To ``resume``, the base is
+    ``config_file`` or else the run's own ``config.yaml`` (the folder ``out`` of the
+    overrides or of ``config_file``); otherwise a config names its dataset and method, in the
+    file or in the overrides. Each missing piece is a ``ValueError`` naming its flag."""
+    base = _read_config_file(config_file) if config_file is not None else None
+    if resume:
+        out = Path(overrides.get("out", base.out if base else RunConfig().out))
+        recorded = out / "config.yaml"
+        if not recorded.is_file():
+            raise ValueError(f"--resume: no run to resume at {recorded}")
+        base = base or load_config(recorded)
+    elif config_file is not None:
+        require = [key for key in ("data.dataset", "loss.name") if key not in overrides]
+        base = load_config(config_file, require)
+    else:
+        missing = [flags(RunConfig)[k] for k in ("data.dataset", "loss.name") if k not in overrides]
+        if missing:
+            raise ValueError(
+                f"give --config FILE, or --dataset, --data-root and --loss (missing: "
+                f"{', '.join(missing)})"
+            )
+        base = RunConfig()
+    return apply_overrides(base, overrides)
+
+
+def _read_config_file(path: str | Path) -> RunConfig:
+    if not Path(path).is_file():
+        raise ValueError(f"--config: no such file {path}")
+    return load_config(path)
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

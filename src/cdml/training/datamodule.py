@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -63,14 +64,15 @@ class MetricLearningDataModule(L.LightningDataModule):
                     "data.val_fraction must be 0 for the unsupervised methods: holding out "
                     "training classes would read the training labels"
                 )
-            config.val_fraction = 0.0
+            config = replace(config, val_fraction=0.0)
         self.train_transform = transforms_of(config, train=True)
         self.test_transform = transforms_of(config, train=False)
         self._options: dict[str, Any] = {"skip_bad": config.skip_bad}
         full_train = self._load("train", self.train_transform)
         if config.val_fraction is None:
             held_out = round(DEFAULT_VAL_FRACTION * full_train.num_classes)
-            config.val_fraction = DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
+            fraction = DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
+            config = replace(config, val_fraction=fraction)
         if config.val_fraction > 0:
             self.train_set, self.val_set = split_validation_classes(
                 full_train, config.val_fraction, seed=seed
@@ -99,17 +101,16 @@ class MetricLearningDataModule(L.LightningDataModule):
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
-        self._resolve_batches(method.images_per_class)
+        self.config = self._resolve_batches(config, method.images_per_class)
 
-    def _resolve_batches(self, images_per_class: int) -> None:
-        """Fill ``batch_size`` and ``classes_per_batch`` from the training split when unset;
-        check the values given against it (naming the flag that sets them)."""
-        config, images, classes = self.config, len(self.train_set), self.train_set.num_classes
+    def _resolve_batches(self, config: DataConfig, images_per_class: int) -> DataConfig:
+        """``config`` with ``batch_size`` and ``classes_per_batch`` filled from the training
+        split when unset; the values given are checked against it (naming their flags)."""
+        images, classes = len(self.train_set), self.train_set.num_classes
         views = self.batch_kind == VIEWS
         if config.batch_size is None:
-            config.batch_size = min(
-                DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE, images
-            )
+            default = DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE
+            config = replace(config, batch_size=min(default, images))
         if config.batch_size > images:
             raise ValueError(
                 f"data.batch_size (--batch-size) is {config.batch_size:,}, but the training "
@@ -123,13 +124,13 @@ class MetricLearningDataModule(L.LightningDataModule):
             "data.batch_size (--batch-size) with data.image_size (--image-size)",
         )
         if views:  # batches of unlabelled images: no classes to balance
-            return
+            return config
         if config.batch_size < 2:
             raise ValueError(f"data.batch_size (--batch-size) must be at least 2, got "
                              f"{config.batch_size}")  # fmt: skip
         if config.classes_per_batch is None:
             share = max(config.batch_size // images_per_class, 2)
-            config.classes_per_batch = min(share, classes, config.batch_size)
+            config = replace(config, classes_per_batch=min(share, classes, config.batch_size))
         if config.classes_per_batch > classes:
             held_out = " after holding out validation classes" if self.val_set else ""
             raise ValueError(
@@ -142,6 +143,7 @@ class MetricLearningDataModule(L.LightningDataModule):
                 f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) "
                 f"exceeds data.batch_size (--batch-size, {config.batch_size})"
             )
+        return config
 
     def describe(self) -> str:
         """One line on the resolved batches and the validation split."""

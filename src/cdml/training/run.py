@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from cdml.training.run_folder import (
     prepare_output,
     run_lock,
 )
+from cdml.training.settings import lightning_arguments
 
 
 def build_module(
@@ -108,11 +110,14 @@ def _train(
 
     model = build_model(config.model)
     # Record the input normalisation of the weights, so the run folder describes itself.
-    config.data.mean = config.data.mean or list(model.data_config["mean"])
-    config.data.std = config.data.std or list(model.data_config["std"])
+    d = config.data
+    norm = {"mean": d.mean or list(model.data_config["mean"]),
+            "std": d.std or list(model.data_config["std"])}  # fmt: skip
+    config = replace(config, data=replace(d, **norm))
     data = MetricLearningDataModule(
         config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
+    config = replace(config, data=data.config)  # what the data resolved
     module = build_module(config, model, data.num_train_classes)
     untrained_file = out / UNTRAINED_FILE
     if resume and is_zero:
@@ -232,18 +237,9 @@ def _trainer(config: RunConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
     if t.progress_bar:
         callbacks = [*callbacks, RichProgressBar()]
     return L.Trainer(
-        max_epochs=t.epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        limit_train_batches=t.limit_train_batches,
-        log_every_n_steps=t.log_every_n_steps,
+        **lightning_arguments(t),
         callbacks=callbacks,
         logger=create_loggers(t.loggers, out, version),
-        sync_batchnorm=t.sync_batchnorm,
-        enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
