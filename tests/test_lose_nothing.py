@@ -130,7 +130,7 @@ def test_export_refuses_to_overwrite_its_own_checkpoint(tmp_path, ck, capsys):
     shutil.copy(ck, mine)
     before = mine.read_bytes()
     argv = ["export", "--checkpoint", mine, "--out", mine, "--format", "torchscript"]
-    refused(argv, capsys, f"--out {mine} is the checkpoint file too")
+    refused(argv, capsys, f"--out {mine} is the --checkpoint file too")
     assert mine.read_bytes() == before
     assert not (tmp_path / "mine.ckpt.json").exists()
 

@@ -7,19 +7,25 @@ environment variable ``CDML_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cdml import __version__
-from cdml.clustering import CLUSTER_METHODS
-from cdml.data import DATASETS, dataset_info
+from cdml.clustering import CLUSTER_METHODS, cluster_to_folder
+from cdml.data import DATASETS
+from cdml.data.zero_shot import SPLITS
+from cdml.export import FORMATS, export_model
+from cdml.inference import embed_with_checkpoint, evaluate_embeddings
 from cdml.losses import METHODS, VIEWS
 from cdml.metrics import METRICS
+from cdml.report import write_report
+from cdml.retrieval import KINDS, index_images, search_images
+from cdml.viz.embeddings_file import plot_embeddings
 
 
 class UsageError(Exception):
@@ -86,7 +92,10 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="cdml", description="Clustering-aware deep metric learning."
     )
     parser.add_argument("--version", action="version", version=f"cdml {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_HelpWithDefaults),
+    )  # fmt: skip
 
     train = commands.add_parser(
         "train",
@@ -134,19 +143,17 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--nmi-runs",
         type=int,
-        default=1,
         help="average the clustering scores over N k-means seeds and report NMI's standard "
-        "deviation (default 1)",
+        "deviation",
     )
     evaluate.add_argument(
         "--metric",
         choices=METRICS,
-        default="l2",
-        help="what ranks neighbours: Euclidean distance (default, the papers'), cosine "
+        help="what ranks neighbours: Euclidean distance (the papers'), cosine "
         "similarity or inner product",
     )
     evaluate.add_argument("--json", type=Path, metavar="OUT", help="also write the metrics as JSON")
-    evaluate.set_defaults(run=_run_evaluate)
+    evaluate.set_defaults(run=_run_evaluate, **_defaults(evaluate_embeddings))
 
     plot = commands.add_parser(
         "plot",
@@ -159,11 +166,11 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
     plot.add_argument("--images", action="store_true", help="draw image thumbnails")
     plot.add_argument("--retrieval", action="store_true", help="draw a retrieval grid instead")
-    plot.add_argument("--queries", type=int, default=8, help="retrieval: number of queries")
-    plot.add_argument("-k", type=int, default=5, help="retrieval: neighbours per query")
-    plot.add_argument("--max-points", type=int, default=3000, help="t-SNE: subsample to this many")
-    plot.add_argument("--seed", type=int, default=0)
-    plot.set_defaults(run=_run_plot)
+    plot.add_argument("--queries", type=int, help="retrieval: number of queries")
+    plot.add_argument("-k", type=int, help="retrieval: neighbours per query")
+    plot.add_argument("--max-points", type=int, help="t-SNE: subsample to this many")
+    plot.add_argument("--seed", type=int, help="seed of the samples")
+    plot.set_defaults(run=_run_plot, **_defaults(plot_embeddings))
 
     index = commands.add_parser(
         "index",
@@ -176,9 +183,8 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", type=Path, required=True, help="index folder to write")
     index.add_argument(
         "--kind",
-        choices=("flat", "ivf", "hnsw"),
-        default="flat",
-        help="flat: exact (default); ivf / hnsw: approximate, for millions of items",
+        choices=KINDS,
+        help="flat: exact; ivf / hnsw: approximate, for millions of items",
     )
     index.add_argument(
         "--metric",
@@ -188,7 +194,7 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--extend", action="store_true", help="add the items not yet indexed to --out's index"
     )
-    index.set_defaults(run=_run_index)
+    index.set_defaults(run=_run_index, **_defaults(index_images))
 
     search = commands.add_parser(
         "search",
@@ -200,7 +206,7 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("queries", type=Path, nargs="+", metavar="QUERY_IMAGE")
     search.add_argument("--index", type=Path, required=True, help="folder written by cdml index")
     search.add_argument("--checkpoint", type=Path, required=True, help="cdml checkpoint")
-    search.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    search.add_argument("-k", type=int, help="neighbours per query")
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.add_argument(
         "--width",
@@ -208,7 +214,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="approximate indexes only: IVF cells (nprobe, default 16) or HNSW candidates "
         "(efSearch, default 128) searched; wider recalls more and is slower",
     )
-    search.set_defaults(run=_run_search)
+    search.set_defaults(run=_run_search, **_defaults(search_images))
 
     export = commands.add_parser(
         "export",
@@ -219,9 +225,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--checkpoint", type=Path, required=True, help="cdml checkpoint")
     export.add_argument("--out", type=Path, required=True, help="model file (.onnx or .pt)")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--format", choices=FORMATS, help="the model file's format")
     export.add_argument("--image-size", type=int, help="input size S (default: the training size)")
-    export.set_defaults(run=_run_export)
+    export.set_defaults(run=_run_export, **_defaults(export_model))
 
     cluster = commands.add_parser(
         "cluster",
@@ -234,17 +240,17 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--embeddings", type=Path, help="a .npz file written by cdml embed")
     cluster.add_argument("--out", type=Path, required=True, help="output folder")
     cluster.add_argument(
-        "--k", type=_cluster_count, default="auto",
+        "--k", type=_cluster_count,
         help="number of clusters, or auto (default: estimated from the neighbour graph)",
     )  # fmt: skip
     cluster.add_argument("--k-max", type=int, help="largest k that auto considers")
     cluster.add_argument(
-        "--method", choices=list(CLUSTER_METHODS), default="spectral",
-        help="how to cluster (default: spectral, of the nearest-neighbour graph)",
+        "--method", choices=list(CLUSTER_METHODS),
+        help="how to cluster (spectral: of the nearest-neighbour graph)",
     )  # fmt: skip
-    cluster.add_argument("--members", type=int, default=35, help="members per contact sheet")
-    cluster.add_argument("--seed", type=int, default=0)
-    cluster.set_defaults(run=_run_cluster)
+    cluster.add_argument("--members", type=int, help="members per contact sheet")
+    cluster.add_argument("--seed", type=int, help="seed of k-means and of the samples")
+    cluster.set_defaults(run=_run_cluster, **_defaults(cluster_to_folder))
 
     report = commands.add_parser(
         "report",
@@ -258,8 +264,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--run", dest="run_folder", type=Path, required=True, help="a cdml train run folder"
     )
     report.add_argument("--out", type=Path, help="HTML file (default RUN/report.html)")
-    report.add_argument("--max-items", type=int, default=2000, help="test images shown at most")
-    report.set_defaults(run=_run_report)
+    report.add_argument("--max-items", type=int, help="test images shown at most")
+    report.set_defaults(run=_run_report, **_defaults(write_report))
 
     demo = commands.add_parser(
         "demo",
@@ -280,6 +286,24 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _defaults(function: Any) -> dict[str, Any]:
+    """The defaults of ``function``'s keyword arguments: a command's options take the
+    defaults of the library function it calls, stated once there."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Help that states each option's default (when it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == []
+        if not unset and action.default is not argparse.SUPPRESS and action.option_strings:
+            return f"{text} (default %(default)s)" if "default" not in text else text
+        return text
+
+
 def _add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
     """``--set KEY=VALUE`` (repeatable): config overrides, read by :func:`_parse_sets`."""
     parser.add_argument(
@@ -297,11 +321,12 @@ def _add_checkpoint_source(
     parser.add_argument("--checkpoint", type=Path, required=required, help="cdml checkpoint")
     parser.add_argument("--dataset", help="dataset name (as for cdml train)")
     parser.add_argument("--data-root", help="the dataset's folder (the CSV file for csv)")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=SPLITS, help="the dataset's half")
     if allow_images:
         parser.add_argument("--images", type=Path, help="embed every image under this folder")
+    parser.set_defaults(**_defaults(embed_with_checkpoint))
     parser.add_argument("--batch-size", type=int, help="images per batch (default 64)")
-    parser.add_argument("--workers", type=int, default=0, help="data loading processes")
+    parser.add_argument("--workers", type=int, help="data loading processes")
     parser.add_argument("--image-size", type=int, help="default: the training image size")
 
 
@@ -381,164 +406,71 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# embed / evaluate -------------------------------------------------------------------------
-def _embed_from_checkpoint(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """The --images folder or the --dataset split, embedded with --checkpoint."""
-    from cdml.inference import embed_with_checkpoint
-
-    _check_source(args)
-    return embed_with_checkpoint(
-        args.checkpoint, **_source(args), batch_size=args.batch_size, workers=args.workers
-    )
-
-
-def _check_source(args: argparse.Namespace) -> None:
-    """The embedding settings of a command with a checkpoint source, checked before any work."""
-    from cdml.checks import check_image_size
-
-    if args.image_size is not None:
-        check_image_size(args.image_size, "--image-size")
-    for flag, value, least in (
-        ("--batch-size", args.batch_size, 1),
-        ("--workers", args.workers, 0),
-    ):
-        if value is not None and value < least:
-            raise UsageError(f"{flag} must be at least {least}, got {value}")
-
-
+# embed / evaluate / plot -----------------------------------------------------------------
 def _source(args: argparse.Namespace) -> dict[str, Any]:
     """The images to embed and how, as :func:`cdml.inference.embed_with_checkpoint` takes."""
+    source = {"image_size": args.image_size, "batch_size": args.batch_size, "workers": args.workers}
     if getattr(args, "images", None) is not None:
-        return {"images": args.images, "image_size": args.image_size}
-    return {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
-            "image_size": args.image_size}  # fmt: skip
+        return {**source, "images": args.images}
+    if args.dataset is not None:
+        return {**source, "dataset": args.dataset, "data_root": args.data_root, "split": args.split}
+    return source
 
 
 def _run_embed(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.inference import EMBEDDINGS_FILE, is_embeddings_file, save_embeddings
-    from cdml.io import check_output
+    from cdml.inference import embed_to_file
 
-    check_output(
-        args.out,
-        what=EMBEDDINGS_FILE,
-        owned=is_embeddings_file,
-        inputs={"--checkpoint": args.checkpoint},
-    )
-    arrays = _embed_from_checkpoint(args)
-    save_embeddings(args.out, arrays)
+    arrays = embed_to_file(args.checkpoint, args.out, **_source(args))
     console.print(f"{len(arrays['embeddings'])} embeddings written to {args.out}")
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from cdml.console import by_category, console, metrics_table
-    from cdml.io import check_output, is_json_object, write_json
-    from cdml.metrics import DEFAULT_KS, ITEM_MARKS, evaluate
+    from cdml.inference import evaluate_embeddings
 
-    if (args.embeddings is None) == (args.checkpoint is None):
-        raise UsageError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
-    if args.json:
-        check_output(
-            args.json,
-            what="a metrics file",
-            name="--json",
-            owned=lambda path: is_json_object(path, "map@r"),
-            inputs={"EMBEDDINGS": args.embeddings, "--checkpoint": args.checkpoint},
-        )
-    if args.embeddings is not None:
-        from cdml.inference import load_embeddings
-
-        arrays, source = load_embeddings(args.embeddings), str(args.embeddings)
-        ks = args.ks or DEFAULT_KS
-    else:
-        arrays, source = _embed_from_checkpoint(args), f"{args.checkpoint} on {args.dataset}"
-        ks = args.ks or dataset_info(args.dataset).ks
-    marks = {name: arrays[name] for name in ITEM_MARKS if name in arrays}
-    try:
-        metrics = evaluate(
-            arrays["embeddings"], arrays["labels"], ks=ks, nmi=not args.no_nmi,
-            nmi_runs=args.nmi_runs, metric=args.metric, progress=True, **marks,
-        )  # fmt: skip
-    except ValueError as error:
-        raise UsageError(f"{source}: {error}") from None
-    title = f"{source}: {len(arrays['labels'])} embeddings"
-    if "is_query" in marks:
-        title += f", {marks['is_query'].sum()} queries in a gallery of {marks['is_gallery'].sum()}"
+    metrics, arrays, name = evaluate_embeddings(
+        args.embeddings, args.checkpoint, ks=args.ks, nmi=not args.no_nmi,
+        nmi_runs=args.nmi_runs, metric=args.metric, json_out=args.json, **_source(args),
+    )  # fmt: skip
+    title = f"{name}: {len(arrays['labels'])} embeddings"
+    if "is_query" in arrays:
+        queries, gallery = arrays["is_query"].sum(), arrays["is_gallery"].sum()
+        title += f", {queries} queries in a gallery of {gallery}"
     console.print(metrics_table({"model": metrics}, title=title))
-    if "categories" in marks:
+    if "categories" in arrays:
         console.print(metrics_table(by_category(metrics), title="per category of the queries"))
     if args.json:
-        write_json(args.json, metrics)
         console.print(f"metrics written to {args.json}")
     return 0
 
 
-# plot -------------------------------------------------------------------------------------
 def _run_plot(args: argparse.Namespace) -> int:
-    from cdml.checks import check_seed
     from cdml.console import console
-    from cdml.inference import load_embeddings
-    from cdml.io import check_output
-    from cdml.viz import plot_retrieval, plot_tsne
-    from cdml.viz.figures import PNG_FIGURE, is_cdml_png
-    from cdml.viz.inputs import sample_indices
+    from cdml.viz.embeddings_file import plot_embeddings
 
-    check_seed(args.seed, "--seed")
-    check_output(
-        args.out, what=PNG_FIGURE, owned=is_cdml_png, inputs={"--embeddings": args.embeddings}
-    )
-    arrays = load_embeddings(args.embeddings)
-    embeddings, labels = arrays["embeddings"], arrays["labels"]
-    if args.retrieval:
-        images = _images(arrays, np.arange(len(labels)), args.embeddings)
-        path = plot_retrieval(
-            embeddings,
-            labels,
-            images,
-            args.out,
-            num_queries=args.queries,
-            k=args.k,
-            seed=args.seed,
-        )
-    else:
-        keep = sample_indices(len(labels), args.max_points, args.seed)
-        images = _images(arrays, keep, args.embeddings) if args.images else None
-        path = plot_tsne(
-            embeddings[keep],
-            labels[keep],
-            args.out,
-            images=images,
-            max_points=args.max_points,
-            seed=args.seed,
-            title=f"t-SNE of {args.embeddings.name}",
-        )
+    path = plot_embeddings(
+        args.embeddings, args.out, retrieval=args.retrieval, images=args.images,
+        queries=args.queries, k=args.k, max_points=args.max_points, seed=args.seed,
+    )  # fmt: skip
     console.print(f"figure written to {path}")
     return 0
 
 
-def _images(arrays: dict[str, np.ndarray], indices: np.ndarray, source: Path) -> list:
-    from cdml.inference import source_images
-
-    try:
-        return source_images(arrays, indices)
-    except ValueError as error:
-        raise UsageError(f"{source}: {error}") from None
-
-
-# index and search --------------------------------------------------------------------------
+# index / search / export -------------------------------------------------------------------
 def _run_index(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.io import check_not_inside
     from cdml.retrieval import index_images
 
-    check_not_inside(args.out, {"--checkpoint": args.checkpoint, "--images": args.images})
-    _check_source(args)
     gallery, added = index_images(
-        args.checkpoint, args.out, kind=args.kind, metric=args.metric, extend=args.extend,
+        args.checkpoint,
+        args.out,
+        kind=args.kind,
+        metric=args.metric,
+        extend=args.extend,
         **_source(args),
-        batch_size=args.batch_size, workers=args.workers,
-    )  # fmt: skip
+    )
     console.print(
         f"{added} items added, {len(gallery)} in the {gallery.kind} index written to {args.out}"
     )
@@ -549,18 +481,9 @@ def _run_search(args: argparse.Namespace) -> int:
     import json
 
     from cdml.console import console
-    from cdml.retrieval import GalleryIndex, search_images
+    from cdml.retrieval import search_images
 
-    gallery = GalleryIndex.load(args.index)
-    if args.width is not None:
-        try:
-            gallery.search_width = args.width
-        except ValueError as error:
-            raise UsageError(f"--width: {error}") from None
-    try:
-        results = search_images(gallery, args.checkpoint, args.queries, args.k)
-    except ValueError as error:
-        raise UsageError(f"{args.index}: {error}") from None
+    results = search_images(args.index, args.checkpoint, args.queries, args.k, args.width)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -573,15 +496,10 @@ def _run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-# export -----------------------------------------------------------------------------------
 def _run_export(args: argparse.Namespace) -> int:
-    from cdml.checks import check_image_size
     from cdml.console import console
-    from cdml.export import check_export_output, export_model, sidecar_path
+    from cdml.export import export_model, sidecar_path
 
-    check_export_output(args.out, args.checkpoint, name="--out")
-    if args.image_size is not None:
-        check_image_size(args.image_size, "--image-size")
     sidecar = export_model(args.checkpoint, args.out, args.format, args.image_size)
     size, shape = sidecar["input"]["crop"], sidecar["output"]["shape"]
     console.print(
@@ -591,35 +509,16 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-# cluster ----------------------------------------------------------------------------------
+# cluster / report -------------------------------------------------------------------------
 def _run_cluster(args: argparse.Namespace) -> int:
-    from cdml.checks import check_seed
-    from cdml.clustering import check_clusters_output, cluster, write_clusters
+    from cdml.clustering import cluster_to_folder
     from cdml.console import console, metrics_table
 
-    if (args.embeddings is None) == (args.checkpoint is None):
-        raise UsageError("give either --embeddings FILE.npz or --checkpoint with the images")
-    if args.members < 0:
-        raise UsageError(f"--members must be 0 or more, got {args.members}")
-    check_seed(args.seed, "--seed")
-    check_clusters_output(args.out)
-    if args.embeddings is not None:
-        from cdml.inference import load_embeddings
-
-        arrays = load_embeddings(args.embeddings, need_labels=False)
-        if "paths" not in arrays and "dataset" not in arrays:
-            raise UsageError(
-                f"{args.embeddings}: has no 'paths' or 'dataset' entry to find the images of "
-                "the contact sheets (write it with cdml embed)"
-            )
-    else:
-        arrays = _embed_from_checkpoint(args)
-    try:
-        result = cluster(arrays["embeddings"], args.k, args.method, seed=args.seed,
-                         k_max=args.k_max, progress=True)  # fmt: skip
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    summary = write_clusters(args.out, result, arrays, members=args.members, progress=True)
+    result, summary = cluster_to_folder(
+        args.out, embeddings=args.embeddings, checkpoint=args.checkpoint, k=args.k,
+        method=args.method, members=args.members, seed=args.seed, k_max=args.k_max,
+        **_source(args),
+    )  # fmt: skip
     console.print(
         f"{summary['items']:,} items in {result.k} clusters ({args.method}"
         f"{', k estimated' if args.k == 'auto' else ''}) written to {args.out}"
@@ -629,17 +528,11 @@ def _run_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-# report -----------------------------------------------------------------------------------
 def _run_report(args: argparse.Namespace) -> int:
     from cdml.console import console
-    from cdml.report import check_report_output, write_report
+    from cdml.report import write_report
 
-    if args.max_items < 3:
-        raise UsageError(f"--max-items must be at least 3, got {args.max_items}")
-    if not args.run_folder.is_dir():
-        raise UsageError(f"--run {args.run_folder}: no such folder")
-    out = check_report_output(args.out or args.run_folder / "report.html")
-    written = write_report(args.run_folder, out, max_items=args.max_items, progress=True)
+    written = write_report(args.run_folder, args.out, max_items=args.max_items, progress=True)
     console.print(f"report written to {written}")
     return 0
 

@@ -45,7 +45,7 @@ def export_model(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = check_export_output(out, checkpoint)
     if image_size is not None:
-        check_image_size(image_size)
+        check_image_size(image_size, "--image-size")
     model, config = load_checkpoint(checkpoint)
     size = config.data.image_size if image_size is None else image_size
     example = torch.zeros(2, 3, size, size)
@@ -84,11 +84,11 @@ def export_model(
     return sidecar
 
 
-def check_export_output(out: str | Path, checkpoint: str | Path, name: str = "out") -> Path:
+def check_export_output(out: str | Path, checkpoint: str | Path, name: str = "--out") -> Path:
     """``ValueError`` unless ``out`` and its sidecar can be written: neither is
     ``checkpoint``, and each is new or an exported model (and its sidecar) that cdml wrote.
     ``name`` is the output's flag or argument, for the messages. Returns ``out``."""
-    inputs = {"checkpoint": checkpoint}
+    inputs = {"--checkpoint": checkpoint}
     out = check_output(
         out, what="an exported model", owned=is_exported_model, inputs=inputs, name=name
     )

@@ -146,7 +146,10 @@ def embed_with_checkpoint(
             "Python: dataset= with data_root= and split=, or images=)"
         )
     if image_size is not None:
-        check_image_size(image_size)
+        check_image_size(image_size, "--image-size")
+    for flag, value, least in (("--batch-size", batch_size, 1), ("--workers", workers, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"{flag} must be at least {least}, got {value}")
     model, config = load_checkpoint(checkpoint)
     if image_size is not None:
         config = replace(config, data=replace(config.data, image_size=image_size))
@@ -193,9 +196,75 @@ def save_embeddings(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` (as :func:`embed_with_checkpoint` returns them) to exactly ``path``
     as an uncompressed ``.npz``, atomically; an existing file is replaced only if it is an
     embeddings file (:func:`is_embeddings_file`), else ``ValueError``. Returns the path."""
-    path = check_output(path, what=EMBEDDINGS_FILE, owned=is_embeddings_file, name="out")
+    path = check_output(path, what=EMBEDDINGS_FILE, owned=is_embeddings_file)
     write_npz(path, arrays)
     return path
+
+
+def embed_to_file(checkpoint: str | Path, out: str | Path, **source: Any) -> dict[str, np.ndarray]:
+    """``cdml embed``: :func:`embed_with_checkpoint` of ``source`` saved to ``out``
+    (:func:`save_embeddings`, checked before any work); returns the arrays."""
+    check_output(
+        out, what=EMBEDDINGS_FILE, owned=is_embeddings_file, inputs={"--checkpoint": checkpoint}
+    )
+    arrays = embed_with_checkpoint(checkpoint, **source)
+    save_embeddings(out, arrays)
+    return arrays
+
+
+def evaluate_embeddings(
+    embeddings: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    *,
+    ks: Sequence[int] | None = None,
+    nmi: bool = True,
+    nmi_runs: int = 1,
+    metric: str = "l2",
+    json_out: str | Path | None = None,
+    **source: Any,
+) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
+    """``cdml evaluate``: the zero-shot metrics (:func:`cdml.metrics.evaluate`) of an
+    ``embeddings`` file, or of ``checkpoint`` on a dataset ``source``
+    (:func:`embed_with_checkpoint`'s), with their query / gallery marks and categories when
+    the items have them; ``ks`` default the file's 1, 2, 4, 8 or the dataset's own. With
+    ``json_out`` the metrics are also written there (checked before any work). Returns the
+    metrics, the items' arrays and a name of what was evaluated."""
+    from cdml.io import is_json_object, write_json
+    from cdml.metrics import DEFAULT_KS, evaluate
+
+    if (embeddings is None) == (checkpoint is None):
+        raise ValueError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
+    if json_out is not None:
+        check_output(
+            json_out,
+            what="a metrics file",
+            name="--json",
+            owned=lambda path: is_json_object(path, "map@r"),
+            inputs={"EMBEDDINGS": embeddings, "--checkpoint": checkpoint},
+        )
+    if embeddings is not None:
+        arrays, name, default_ks = load_embeddings(embeddings), str(embeddings), DEFAULT_KS
+    else:
+        arrays = embed_with_checkpoint(checkpoint, **source)
+        name = f"{checkpoint} on {source.get('dataset')}"
+        default_ks = dataset_info(source["dataset"]).ks
+    marks = {key: arrays[key] for key in ITEM_MARKS if key in arrays}
+    try:
+        metrics = evaluate(
+            arrays["embeddings"],
+            arrays["labels"],
+            ks=ks or default_ks,
+            nmi=nmi,
+            nmi_runs=nmi_runs,
+            metric=metric,
+            progress=True,
+            **marks,
+        )
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    if json_out is not None:
+        write_json(json_out, metrics)
+    return metrics, arrays, name
 
 
 def load_embeddings(path: str | Path, need_labels: bool = True) -> dict[str, np.ndarray]:

@@ -52,7 +52,11 @@ def write_report(
     its images (a seeded sample), for the t-SNE map, the retrieval grid of ``queries``
     random queries and the ``queries`` worst ones. Returns the path written."""
     run = Path(run)
-    out = check_report_output(run / "report.html" if out is None else out, name="out")
+    if not run.is_dir():
+        raise ValueError(f"--run {run}: no such folder")
+    if max_items < 3:
+        raise ValueError(f"--max-items must be at least 3, got {max_items}")
+    out = check_report_output(run / "report.html" if out is None else out)
     results = json.loads(_required(run / METRICS_FILE).read_text())
     config_text = _required(run / "config.yaml").read_text()
     parts = {

@@ -332,8 +332,8 @@ def index_images(
 
     images = source.get("images")  # a folder, or a list of files
     inputs = {
-        "checkpoint": checkpoint,
-        "images": images if isinstance(images, str | Path) else None,
+        "--checkpoint": checkpoint,
+        "--images": images if isinstance(images, str | Path) else None,
     }
     out = check_not_inside(out, inputs)
     digest = checkpoint_digest(checkpoint)
@@ -382,7 +382,10 @@ def search_images(
     gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)
     gallery.check_checkpoint(checkpoint_digest(checkpoint), str(checkpoint))
     if width is not None:
-        gallery.search_width = width
+        try:
+            gallery.search_width = width
+        except ValueError as error:
+            raise ValueError(f"--width: {error}") from None
     missing = [str(q) for q in queries if not Path(q).is_file()]
     if missing:
         raise FileNotFoundError(f"no such query image: {', '.join(missing)}")

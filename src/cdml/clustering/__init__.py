@@ -19,13 +19,19 @@ from cdml.clustering.methods import (
     spectral_decomposition,
     spectral_embedding,
 )
-from cdml.clustering.outputs import check_clusters_output, is_clustering, write_clusters
+from cdml.clustering.outputs import (
+    check_clusters_output,
+    cluster_to_folder,
+    is_clustering,
+    write_clusters,
+)
 
 __all__ = [
     "CLUSTER_METHODS",
     "Clustering",
     "check_clusters_output",
     "cluster",
+    "cluster_to_folder",
     "estimate_num_clusters",
     "is_clustering",
     "kmeans_plus_plus",

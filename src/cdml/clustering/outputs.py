@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from cdml.clustering.methods import Clustering
+from cdml.checks import check_seed
+from cdml.clustering.methods import Clustering, cluster
 from cdml.inference import source_images
 from cdml.io import atomic_path, check_output_folder, is_json_object, write_json
 from cdml.metrics import partition_scores
@@ -36,7 +37,7 @@ def write_clusters(
     ``out`` must be new, empty or a clustering cdml wrote (:func:`check_clusters_output`),
     and the items' images known (``paths`` or ``dataset``), else ``ValueError`` before
     anything is written. Returns the content of ``clusters.json``."""
-    out = check_clusters_output(out, name="out")
+    out = check_clusters_output(out)
     if "paths" not in arrays and "dataset" not in arrays:
         raise ValueError(
             "the items have no 'paths' or 'dataset' entry to find their images for the "
@@ -69,6 +70,45 @@ def write_clusters(
     write_json(out / "clusters.json", summary)
     _write_sheets(out / "sheets", clustering, arrays, members, progress)
     return summary
+
+
+def cluster_to_folder(
+    out: str | Path,
+    *,
+    embeddings: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    k: int | str = "auto",
+    method: str = "spectral",
+    members: int = 35,
+    seed: int = 0,
+    k_max: int | None = None,
+    progress: bool = True,
+    **source: Any,
+) -> tuple[Clustering, dict[str, Any]]:
+    """``cdml cluster``: cluster the items of an ``embeddings`` file, or of ``checkpoint``'s
+    embedding of ``source`` (:func:`cdml.inference.embed_with_checkpoint`'s arguments), with
+    :func:`cdml.clustering.cluster` (``k``, ``method``, ``seed``, ``k_max``) and write them to
+    ``out`` (:func:`write_clusters`, ``members`` per contact sheet). Every argument and the
+    folder are checked before any work. Returns the clustering and ``clusters.json``."""
+    from cdml.inference import embed_with_checkpoint, load_embeddings
+
+    if (embeddings is None) == (checkpoint is None):
+        raise ValueError("give either --embeddings FILE.npz or --checkpoint with the images")
+    if members < 0:
+        raise ValueError(f"--members must be 0 or more, got {members}")
+    check_seed(seed, "--seed")
+    check_clusters_output(out)
+    if embeddings is not None:
+        arrays = load_embeddings(embeddings, need_labels=False)
+        if "paths" not in arrays and "dataset" not in arrays:
+            raise ValueError(
+                f"{embeddings}: has no 'paths' or 'dataset' entry to find the images of the "
+                "contact sheets (write it with cdml embed)"
+            )
+    else:
+        arrays = embed_with_checkpoint(checkpoint, progress=progress, **source)
+    result = cluster(arrays["embeddings"], k, method, seed=seed, k_max=k_max, progress=progress)
+    return result, write_clusters(out, result, arrays, members=members, progress=progress)
 
 
 def check_clusters_output(out: str | Path, name: str = "--out") -> Path:

@@ -42,7 +42,7 @@ def save_png(figure: Figure, out_path: str | os.PathLike[str]) -> Path:
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    check_output(out_path, what=PNG_FIGURE, owned=is_cdml_png, name="out")
+    check_output(out_path, what=PNG_FIGURE, owned=is_cdml_png)
     with atomic_path(out_path) as temporary, temporary.open("wb") as stream:
         # "tight" crops or extends the canvas to its contents without rescaling them.
         figure.savefig(
