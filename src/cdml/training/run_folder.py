@@ -18,7 +18,7 @@ from cdml.training.results import METRICS_FILE
 
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
-# Settings a resumed run may change; any other must equal the run's recorded config.yaml
+# Settings a resumed run may change; any other must equal the config saved in its checkpoint
 # (the checkpoint's model, method, data and batches would not fit them).
 RESUMABLE = frozenset({
     "out", "trainer.epochs", "trainer.progress_bar", "trainer.log_every_n_steps",
@@ -56,7 +56,7 @@ def prepare_output(out: Path, resume: bool) -> Path | None:
                 f"{out}: no epoch had finished, so the run starts again from the beginning"
             )
             return None
-        read_checkpoint(last)
+        read_checkpoint(last, mmap=True)  # refused now if it is not one
         return last
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is a file; give a folder")
