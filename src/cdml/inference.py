@@ -22,11 +22,8 @@ from cdml.io import check_output, write_npz
 from cdml.metrics import ITEM_MARKS
 from cdml.models import EmbeddingModel, build_model
 from cdml.progress import Progress
-from cdml.training.config import RunConfig, checkpoint_config
+from cdml.training.config import EVAL_BATCH_SIZE, RunConfig, checkpoint_config
 from cdml.viz.inputs import sample_indices
-
-# Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
-EVAL_BATCH_SIZE = 64
 
 __all__ = [
     "checkpoint_digest",
@@ -328,7 +325,7 @@ def _is_integral(value: Any) -> bool:
 
 
 @dataclass
-class TestSample:
+class EmbeddedSample:
     """A seeded sample of a checkpoint's test split, embedded: ``embeddings`` ``(n, d)``,
     ``labels`` ``(n,)``, ``images`` (n uint8 RGB arrays ``(H, W, 3)``, as stored), the
     split's ``class_names`` and ``total`` images."""
@@ -342,7 +339,7 @@ class TestSample:
 
 def embed_test_sample(
     checkpoint: str | Path, max_items: int, seed: int = 0, progress: bool = True
-) -> TestSample | None:
+) -> EmbeddedSample | None:
     """At most ``max_items`` images of the test split of the dataset ``checkpoint`` was
     trained on (a sample drawn with ``seed``), embedded with its model and test-time
     preprocessing; None when that dataset has no labelled test split."""
@@ -357,7 +354,7 @@ def embed_test_sample(
     embeddings, labels = embed(model, Subset(dataset, chosen.tolist()), progress=progress)
     dataset.transform = None
     images = [rgb_pixels(dataset[int(i)][0]) for i in chosen]
-    return TestSample(embeddings, labels, images, dataset.class_names, len(dataset))
+    return EmbeddedSample(embeddings, labels, images, dataset.class_names, len(dataset))
 
 
 def rgb_pixels(image: Any) -> np.ndarray:

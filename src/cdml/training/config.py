@@ -422,9 +422,10 @@ def check_ranges(config: RunConfig) -> None:
 
 def resolve_defaults(config: RunConfig) -> RunConfig:
     """``config`` with the settings whose default depends on the method or the dataset's name
-    filled (see their help), checked (:func:`check_ranges`); those that depend on the data's
-    size are filled when it is loaded (:class:`cdml.training.datamodule.MetricLearningDataModule`
-    gives its resolved ``config``). Configs are frozen: every step returns a new one."""
+    filled (see their help), checked (:func:`check_ranges`). Those that depend on the data
+    and the weights are resolved by :func:`resolve_validation`, :func:`resolve_batches` and
+    :func:`resolve_normalisation` once they are loaded. Configs are frozen: each of these
+    pure functions returns a new one."""
     from cdml.data import dataset_info
     from cdml.losses import VIEWS, method_class
 
@@ -454,6 +455,94 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
         ),
     )
     check_ranges(config)
+    return config
+
+
+def resolve_normalisation(
+    config: RunConfig, mean: Sequence[float], std: Sequence[float]
+) -> RunConfig:
+    """``config`` with ``data.mean`` and ``data.std`` set, where unset, to the backbone's
+    weights' ``mean`` and ``std``, so that the run folder records its preprocessing."""
+    data = config.data
+    return replace(
+        config, data=replace(data, mean=data.mean or list(mean), std=data.std or list(std))
+    )
+
+
+# The data's defaults: resolved from its sizes once it is loaded.
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_VAL_FRACTION = 0.2
+MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
+# Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
+EVAL_BATCH_SIZE = 64
+
+
+def resolve_validation(config: DataConfig, train_classes: int, method: Any) -> DataConfig:
+    """``config`` with ``val_fraction`` resolved for a training split of ``train_classes``
+    classes and ``method`` (a :class:`cdml.losses.Method` class): unset, 0.2 when that holds
+    out at least 4 classes, else 0; always 0 for the unsupervised methods."""
+    from cdml.losses import VIEWS
+
+    if method.batch_kind == VIEWS:
+        if config.val_fraction:
+            raise ValueError(
+                "data.val_fraction must be 0 for the unsupervised methods: holding out "
+                "training classes would read the training labels"
+            )
+        return replace(config, val_fraction=0.0)
+    if config.val_fraction is not None:
+        return config
+    held_out = round(DEFAULT_VAL_FRACTION * train_classes)
+    return replace(
+        config, val_fraction=DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
+    )
+
+
+def resolve_batches(
+    config: DataConfig, images: int, classes: int, method: Any, held_out: bool = False
+) -> DataConfig:
+    """``config`` with ``batch_size`` and ``classes_per_batch`` resolved for a training split
+    of ``images`` images of ``classes`` classes (after holding out validation classes, when
+    ``held_out``) and ``method``; the values given are checked against it."""
+    from cdml.losses import VIEWS
+
+    views = method.batch_kind == VIEWS
+    if config.batch_size is None:
+        default = DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE
+        config = replace(config, batch_size=min(default, images))
+    if config.batch_size > images:
+        raise ValueError(
+            f"data.batch_size (--batch-size) is {config.batch_size:,}, but the training "
+            f"split of {config.dataset} holds {images:,} images; give at most {images:,}"
+        )
+    # The unsupervised methods' batches hold two views (or three images) of each image.
+    step_images = max(config.batch_size * (3 if views else 1), EVAL_BATCH_SIZE)
+    check_batch_fits(
+        step_images,
+        config.image_size,
+        "data.batch_size (--batch-size) with data.image_size (--image-size)",
+    )
+    if views:  # batches of unlabelled images: no classes to balance
+        return config
+    if config.batch_size < 2:
+        raise ValueError(
+            f"data.batch_size (--batch-size) must be at least 2, got {config.batch_size}"
+        )
+    if config.classes_per_batch is None:
+        share = max(config.batch_size // method.images_per_class, 2)
+        config = replace(config, classes_per_batch=min(share, classes, config.batch_size))
+    if config.classes_per_batch > classes:
+        after = " after holding out validation classes" if held_out else ""
+        raise ValueError(
+            f"data.classes_per_batch (--classes-per-batch) is {config.classes_per_batch}, "
+            f"but the training split of {config.dataset} holds {classes} classes{after}; "
+            f"give at most {classes}, or leave it out to have it chosen"
+        )
+    if config.classes_per_batch > config.batch_size:
+        raise ValueError(
+            f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) "
+            f"exceeds data.batch_size (--batch-size, {config.batch_size})"
+        )
     return config
 
 

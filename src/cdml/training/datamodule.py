@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -22,13 +21,8 @@ from cdml.data import (
 from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
-from cdml.inference import EVAL_BATCH_SIZE
 from cdml.losses import VIEWS, Method, MetricLoss
-from cdml.training.config import DataConfig, check_batch_fits
-
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_VAL_FRACTION = 0.2
-MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
+from cdml.training.config import EVAL_BATCH_SIZE, DataConfig, resolve_batches, resolve_validation
 
 
 class MetricLearningDataModule(L.LightningDataModule):
@@ -58,21 +52,11 @@ class MetricLearningDataModule(L.LightningDataModule):
         self.seed = seed
         self.batch_kind = method.batch_kind
         self.sampler: UnlabelledBatchSampler | None = None
-        if self.batch_kind == VIEWS:
-            if config.val_fraction:
-                raise ValueError(
-                    "data.val_fraction must be 0 for the unsupervised methods: holding out "
-                    "training classes would read the training labels"
-                )
-            config = replace(config, val_fraction=0.0)
         self.train_transform = transforms_of(config, train=True)
         self.test_transform = transforms_of(config, train=False)
         self._options: dict[str, Any] = {"skip_bad": config.skip_bad}
         full_train = self._load("train", self.train_transform)
-        if config.val_fraction is None:
-            held_out = round(DEFAULT_VAL_FRACTION * full_train.num_classes)
-            fraction = DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
-            config = replace(config, val_fraction=fraction)
+        config = resolve_validation(config, full_train.num_classes, method)
         if config.val_fraction > 0:
             self.train_set, self.val_set = split_validation_classes(
                 full_train, config.val_fraction, seed=seed
@@ -101,49 +85,13 @@ class MetricLearningDataModule(L.LightningDataModule):
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
-        self.config = self._resolve_batches(config, method.images_per_class)
-
-    def _resolve_batches(self, config: DataConfig, images_per_class: int) -> DataConfig:
-        """``config`` with ``batch_size`` and ``classes_per_batch`` filled from the training
-        split when unset; the values given are checked against it (naming their flags)."""
-        images, classes = len(self.train_set), self.train_set.num_classes
-        views = self.batch_kind == VIEWS
-        if config.batch_size is None:
-            default = DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE
-            config = replace(config, batch_size=min(default, images))
-        if config.batch_size > images:
-            raise ValueError(
-                f"data.batch_size (--batch-size) is {config.batch_size:,}, but the training "
-                f"split of {config.dataset} holds {images:,} images; give at most {images:,}"
-            )
-        # The unsupervised methods' batches hold two views (or three images) of each image.
-        step_images = max(config.batch_size * (3 if views else 1), EVAL_BATCH_SIZE)
-        check_batch_fits(
-            step_images,
-            config.image_size,
-            "data.batch_size (--batch-size) with data.image_size (--image-size)",
+        self.config = resolve_batches(
+            config,
+            len(self.train_set),
+            self.train_set.num_classes,
+            method,
+            held_out=self.val_set is not None,
         )
-        if views:  # batches of unlabelled images: no classes to balance
-            return config
-        if config.batch_size < 2:
-            raise ValueError(f"data.batch_size (--batch-size) must be at least 2, got "
-                             f"{config.batch_size}")  # fmt: skip
-        if config.classes_per_batch is None:
-            share = max(config.batch_size // images_per_class, 2)
-            config = replace(config, classes_per_batch=min(share, classes, config.batch_size))
-        if config.classes_per_batch > classes:
-            held_out = " after holding out validation classes" if self.val_set else ""
-            raise ValueError(
-                f"data.classes_per_batch (--classes-per-batch) is {config.classes_per_batch}, "
-                f"but the training split of {config.dataset} holds {classes} classes"
-                f"{held_out}; give at most {classes}, or leave it out to have it chosen"
-            )
-        if config.classes_per_batch > config.batch_size:
-            raise ValueError(
-                f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) "
-                f"exceeds data.batch_size (--batch-size, {config.batch_size})"
-            )
-        return config
 
     def describe(self) -> str:
         """One line on the resolved batches and the validation split."""

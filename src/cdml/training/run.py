@@ -20,7 +20,7 @@ from cdml.io import remove_temporaries, write_json, write_text
 from cdml.losses import RunInfo, create_method, method_class
 from cdml.models import EmbeddingModel, build_model
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
-from cdml.training.config import RunConfig, resolve_defaults
+from cdml.training.config import RunConfig, resolve_defaults, resolve_normalisation
 from cdml.training.datamodule import MetricLearningDataModule
 from cdml.training.loggers import create_loggers
 from cdml.training.module import MetricLearningModule
@@ -110,10 +110,7 @@ def _train(
 
     model = build_model(config.model)
     # Record the input normalisation of the weights, so the run folder describes itself.
-    d = config.data
-    norm = {"mean": d.mean or list(model.data_config["mean"]),
-            "std": d.std or list(model.data_config["std"])}  # fmt: skip
-    config = replace(config, data=replace(d, **norm))
+    config = resolve_normalisation(config, model.data_config["mean"], model.data_config["std"])
     data = MetricLearningDataModule(
         config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
     )
