@@ -385,7 +385,7 @@ def check_ranges(config: RunConfig) -> None:
     check_batch_fits(
         max(d.batch_size or 2, 2),
         d.image_size,
-        "data.batch_size (--batch-size) with data.image_size (--image-size)",
+        f"{_BATCH} with {_IMAGE_SIZE}",
     )
     if runs_on_cpu(t.accelerator):
         if str(t.devices).strip() == "-1":
@@ -469,6 +469,10 @@ def resolve_normalisation(
     )
 
 
+# The settings the data's checks name, with their flags.
+_BATCH = described("data.batch_size", RunConfig)
+_CLASSES = described("data.classes_per_batch", RunConfig)
+_IMAGE_SIZE = described("data.image_size", RunConfig)
 # The data's defaults: resolved from its sizes once it is loaded.
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_VAL_FRACTION = 0.2
@@ -512,7 +516,7 @@ def resolve_batches(
         config = replace(config, batch_size=min(default, images))
     if config.batch_size > images:
         raise ValueError(
-            f"data.batch_size (--batch-size) is {config.batch_size:,}, but the training "
+            f"{_BATCH} is {config.batch_size:,}, but the training "
             f"split of {config.dataset} holds {images:,} images; give at most {images:,}"
         )
     # The unsupervised methods' batches hold two views (or three images) of each image.
@@ -520,28 +524,26 @@ def resolve_batches(
     check_batch_fits(
         step_images,
         config.image_size,
-        "data.batch_size (--batch-size) with data.image_size (--image-size)",
+        f"{_BATCH} with {_IMAGE_SIZE}",
     )
     if views:  # batches of unlabelled images: no classes to balance
         return config
     if config.batch_size < 2:
-        raise ValueError(
-            f"data.batch_size (--batch-size) must be at least 2, got {config.batch_size}"
-        )
+        raise ValueError(f"{_BATCH} must be at least 2, got {config.batch_size}")
     if config.classes_per_batch is None:
         share = max(config.batch_size // method.images_per_class, 2)
         config = replace(config, classes_per_batch=min(share, classes, config.batch_size))
     if config.classes_per_batch > classes:
         after = " after holding out validation classes" if held_out else ""
         raise ValueError(
-            f"data.classes_per_batch (--classes-per-batch) is {config.classes_per_batch}, "
+            f"{_CLASSES} is {config.classes_per_batch}, "
             f"but the training split of {config.dataset} holds {classes} classes{after}; "
             f"give at most {classes}, or leave it out to have it chosen"
         )
     if config.classes_per_batch > config.batch_size:
         raise ValueError(
-            f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) "
-            f"exceeds data.batch_size (--batch-size, {config.batch_size})"
+            f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) exceeds "
+            f"data.batch_size (--batch-size, {config.batch_size})"
         )
     return config
 
