@@ -11,15 +11,6 @@ from cdml.training import config as config_module
 from cdml.training.config import DataConfig, RunConfig, TrainerConfig
 from cdml.training.settings import described, flags, lightning_arguments, setting
 
-TINY = [
-    "--dataset", "digits", "--loss", "facility", "--image-size", "16",
-    "--backbone", "test_resnet", "--set", "model.pretrained=false",
-    "--batch-size", "12", "--classes-per-batch", "3", "--epochs", "1", "--no-baseline",
-    "--set", "data.val_fraction=0", "--set", "data.max_eval_per_class=20",
-    "--set", "trainer.limit_train_batches=1", "--set", "trainer.progress_bar=false",
-    "--set", "trainer.report=false",
-]  # fmt: skip
-
 
 @dataclass(frozen=True)
 class DataWithJitter(DataConfig):
@@ -40,18 +31,19 @@ def jitter(monkeypatch):
 
 
 def test_a_new_setting_is_in_the_help_the_flags_the_checks_and_config_yaml(
-    jitter, tmp_path, capsys
+    jitter, tiny_run, tmp_path, capsys
 ):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--jitter JITTER" in capsys.readouterr().out.replace("\n", " ")
-    assert main(["train", *TINY, "--jitter", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["train", *tiny_run, "--jitter", "-1", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "data.jitter (--jitter) must be finite and >= 0, got -1.0" in err
-    assert main(["train", *TINY, "--set", "data.jitter=.nan", "--out", str(tmp_path / "n")]) == 2
+    nan = ["--set", "data.jitter=.nan"]
+    assert main(["train", *tiny_run, *nan, "--out", str(tmp_path / "n")]) == 2
     assert "data.jitter (--jitter) must be finite" in capsys.readouterr().err
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--set", "data.jitter=0.25", "--out", str(out)]) == 0
+    assert main(["train", *tiny_run, "--set", "data.jitter=0.25", "--out", str(out)]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["jitter"] == 0.25
 
 
@@ -64,7 +56,7 @@ def test_flags_checks_and_the_trainers_arguments_come_from_the_declarations():
     assert "seed" not in arguments and "monitor" not in arguments
 
 
-def test_a_flag_and_set_read_a_value_alike(tmp_path, capsys):
+def test_a_flag_and_set_read_a_value_alike(tiny_run, tmp_path, capsys):
     for argv in (["--epochs", "x"], ["--set", "trainer.epochs=x"]):
-        assert main(["train", *TINY, *argv, "--out", str(tmp_path / "r")]) == 2
+        assert main(["train", *tiny_run, *argv, "--out", str(tmp_path / "r")]) == 2
         assert "trainer.epochs must be int, got 'x'" in capsys.readouterr().err
