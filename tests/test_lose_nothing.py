@@ -163,7 +163,7 @@ def test_no_command_writes_over_one_of_its_inputs(command, tmp_path, run, ck, ga
         "plot": (["plot", "--embeddings", embeddings, "--out", embeddings], embeddings,
                  "is the --embeddings file too"),
         "cluster": (["cluster", "--embeddings", embeddings, "--k", "2", "--out", tmp_path],
-                    embeddings, "holds files and is not a clustering"),
+                    embeddings, "holds the --embeddings"),
         "report": (["report", "--run", run, "--out", run / "metrics.json"],
                    run / "metrics.json", "is not a run report"),
         "index": (["index", "--checkpoint", tmp_path / "g" / "mine.ckpt", "--images", gallery,
@@ -468,3 +468,38 @@ def test_a_checkpoint_embeds_after_its_backbone_weights_file_is_gone(tmp_path, g
     weights.unlink()
     assert main(["embed", "--checkpoint", str(out / "checkpoints" / "last.ckpt"), "--images",
                  str(gallery), "--out", str(tmp_path / "e.npz")]) == 0  # fmt: skip
+
+
+# Found on review: seeds beyond faiss's, an index folder with the user's files, a clustering
+# of images inside its own output, a flag that is not valid YAML.
+def test_the_largest_seed_clusters(tmp_path):
+    from cdml.clustering import cluster
+
+    points = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    for method in ("kmeans", "spectral"):
+        assert cluster(points, 3, method, seed=2**32 - 1).k == 3
+
+
+def test_an_index_is_not_saved_over_a_folder_holding_other_files(tmp_path):
+    from cdml.retrieval import GalleryIndex
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    gallery = GalleryIndex.create(4)
+    gallery.add(np.eye(4, dtype=np.float32), list("abcd"))
+    with pytest.raises(ValueError, match="holds files that are not an index's \\(notes.txt\\)"):
+        gallery.save(folder)
+    assert (folder / "notes.txt").read_text() == "mine\n"
+
+
+def test_cluster_refuses_images_inside_its_output(tmp_path, ck, gallery, capsys):
+    out = tmp_path / "c"
+    shutil.copytree(gallery, out / "photos")
+    refused(["cluster", "--checkpoint", ck, "--images", out / "photos", "--out", out], capsys,
+            f"--out {out} holds the --images")  # fmt: skip
+
+
+def test_a_flag_that_is_not_valid_yaml_names_the_flag(tmp_path, capsys):
+    refused(["train", *TINY, "--epochs", "[", "--out", tmp_path / "r"], capsys,
+            "--epochs: cannot read '['")  # fmt: skip

@@ -25,7 +25,7 @@ def test_a_registry_lists_creates_and_names_its_choices():
         shapes.register("square", lambda side: side)
     message = "draw.shape: unknown shape 'hexagon'; known: square, circle, or a file of your own"
     with pytest.raises(UnknownName, match=message) as error:
-        shapes.check("hexagon")
+        shapes["hexagon"]
     assert str(error.value) == message and isinstance(error.value, KeyError | ValueError)
     assert shapes.get("hexagon") is None  # a Mapping's get
     assert shapes.unregister("circle") and list(shapes) == ["square"]

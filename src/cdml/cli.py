@@ -395,9 +395,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
     console.print(f"run folder: {Path(config.out).resolve()}")
     results = train(config, resume=args.resume, baseline=not args.no_baseline)
-    report = report_run(config, results)
     for table in run_tables(results, config.loss.name, config.data.dataset):
         console.print(table)
+    report = report_run(config, results)  # after the results are shown, should it fail
     console.print(
         f"outputs in {Path(config.out).resolve()}: metrics.json, config.yaml, "
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"

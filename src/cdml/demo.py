@@ -117,9 +117,9 @@ def run_demo(
     console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
     (out / DEMO_MARK).touch()
     results = train(config)
-    report_run(config, results)
     for table in run_tables(results, loss, config.data.dataset):
         console.print(table)
+    report_run(config, results)
     if not plot:
         return results
     test = embed_test_sample(out / results["checkpoint"], TSNE_POINTS)

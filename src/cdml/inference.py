@@ -27,13 +27,18 @@ from cdml.viz.inputs import sample_indices
 
 __all__ = [
     "checkpoint_digest",
+    "EmbeddedSample",
     "embed",
     "embed_test_sample",
+    "embed_to_file",
     "embed_with_checkpoint",
+    "evaluate_embeddings",
     "find_images",
     "load_checkpoint",
+    "is_embeddings_file",
     "load_embeddings",
     "read_checkpoint",
+    "rgb_pixels",
     "save_embeddings",
     "source_images",
 ]
@@ -168,7 +173,13 @@ def embed_with_checkpoint(
         arrays = {k: np.array(v) for k, v in source.items()}
     arrays["image_size"] = np.array(config.data.image_size)
     if not paths:
-        return {**arrays, "embeddings": np.empty((0, 0), np.float32), "paths": np.empty(0, np.str_)}
+        empty = {"labels": np.empty(0, np.int64)} if dataset is not None else {}
+        return {
+            **arrays,
+            **empty,
+            "embeddings": np.empty((0, 0), np.float32),
+            "paths": np.empty(0, np.str_),
+        }
     embeddings, labels = embed(model, items, batch_size, workers, progress=progress)
     arrays.update(embeddings=embeddings, paths=np.asarray(paths, dtype=np.str_))
     if dataset is not None:
@@ -342,7 +353,8 @@ def embed_test_sample(
 ) -> EmbeddedSample | None:
     """At most ``max_items`` images of the test split of the dataset ``checkpoint`` was
     trained on (a sample drawn with ``seed``), embedded with its model and test-time
-    preprocessing; None when that dataset has no labelled test split."""
+    preprocessing; None when that dataset has no labelled test split (or fewer than 3
+    images)."""
     model, config = load_checkpoint(checkpoint)
     data = config.data
     if not dataset_info(data.dataset).labelled:
@@ -350,6 +362,8 @@ def embed_test_sample(
     transform = transforms_of(data, train=False)
     dataset = load_dataset(data.dataset, data.root, "test", transform=transform,
                            skip_bad=data.skip_bad)  # fmt: skip
+    if len(dataset) < 3:  # too few images to show
+        return None
     chosen = sample_indices(len(dataset), max_items, seed)
     embeddings, labels = embed(model, Subset(dataset, chosen.tolist()), progress=progress)
     dataset.transform = None

@@ -57,11 +57,6 @@ class Registry(Mapping[str, T], Generic[T]):
         except KeyError:
             raise UnknownName(self.unknown(name)) from None
 
-    def check(self, name: str) -> str:
-        """``name`` if it is registered, else :class:`UnknownName`."""
-        self[name]  # noqa: B018 - raises for an unknown name
-        return name
-
     def unknown(self, name: Any) -> str:
         """The message for an unknown ``name``: it and the known names."""
         prefix = f"{self.setting}: " if self.setting else ""

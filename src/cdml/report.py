@@ -176,7 +176,7 @@ def _embedding_sections(
     if not checkpoint.is_file():
         return {}
     test = embed_test_sample(checkpoint, max_items, progress=progress)
-    if test is None or len(test.labels) < 3:  # no test split to show
+    if test is None:  # no test split to show
         return {}
     embeddings, labels, images, names = test.embeddings, test.labels, test.images, test.class_names
     plot_tsne(embeddings, labels, tmp / "tsne.png", images=images, class_names=names)

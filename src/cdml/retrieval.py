@@ -25,6 +25,7 @@ FAISS_TYPES = {"flat": faiss.IndexFlat, "ivf": faiss.IndexIVF, "hnsw": faiss.Ind
 # (embeddings L2-normalised on the way in); ip by inner product, the most similar first.
 FORMAT_VERSION = 1
 INDEX_FILE, ITEMS_FILE, META_FILE = "index.faiss", "items.npz", "meta.json"
+INDEX_FILES = (INDEX_FILE, ITEMS_FILE, META_FILE)
 ADD_CHUNK = 1 << 16  # embeddings added to faiss at a time (for the progress of large galleries)
 
 
@@ -210,6 +211,15 @@ class GalleryIndex:
         folder = Path(folder)
         if self.index is None:
             raise ValueError("the index is empty: add embeddings first")
+        if folder.is_dir():  # replaced whole: it may hold nothing but an index's own files
+            others = sorted(p.name for p in folder.iterdir() if p.name not in INDEX_FILES)
+            if others:
+                raise ValueError(
+                    f"{folder} holds files that are not an index's ({', '.join(others[:3])}); "
+                    "nothing was changed (move them away or choose another folder)"
+                )
+        elif folder.exists():
+            raise ValueError(f"{folder} is a file; give a folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:

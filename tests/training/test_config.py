@@ -89,7 +89,7 @@ def test_method_dependent_defaults():
     assert glyphs.data.flip is False  # a mirrored character is another character
     unsupervised = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
     assert unsupervised.model.embedding_size == 128 and unsupervised.data.val_fraction == 0.0
-    assert unsupervised.data.batch_size == 64
+    assert unsupervised.data.batch_size is None  # 64, at most the images: with the data
     explicit = apply_overrides(RunConfig(), {"loss.name": "sme", "model.embedding_size": 32})
     assert resolve_defaults(explicit).model.embedding_size == 32
     # The parameters a method owns: the Group Loss's classifier faster than the others.

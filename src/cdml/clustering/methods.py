@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import kmeans_plusplus
 
-from cdml.checks import check_seed
+from cdml.checks import MAX_SEED, check_seed
 from cdml.losses.facility_location import facility_location_medoids
 from cdml.metrics import as_embeddings, kmeans, nearest_neighbours
 from cdml.progress import Progress
@@ -76,9 +76,10 @@ def kmeans_plus_plus(
     well-separated group)."""
     best = None
     for restart in range(RESTARTS):
-        sample = points[sample_indices(len(points), max(8 * SAMPLE_SIZE, k), seed + restart)]
-        init, _ = kmeans_plusplus(sample, k, random_state=seed + restart)
-        centroids, assignment = kmeans(points, k, seed + restart, progress=progress, init=init)
+        run_seed = (seed + restart) % (MAX_SEED + 1)
+        sample = points[sample_indices(len(points), max(8 * SAMPLE_SIZE, k), run_seed)]
+        init, _ = kmeans_plusplus(sample, k, random_state=run_seed)
+        centroids, assignment = kmeans(points, k, run_seed, progress=progress, init=init)
         error = float(((points - centroids[assignment]) ** 2).sum())
         if best is None or error < best[0]:
             best = (error, centroids, assignment)
@@ -255,7 +256,7 @@ def estimate_num_clusters(
     counts = []
     with Progress("estimating k (eigenvalues)", total=draws, enabled=progress) as bar:
         for draw in range(draws):
-            sample = points[sample_indices(len(points), size, seed + draw)]
+            sample = points[sample_indices(len(points), size, (seed + draw) % (MAX_SEED + 1))]
             values, _ = spectral_decomposition(neighbour_graph(sample), k_max + 1, seed)
             counts.append(int((values > EIGENVALUE_THRESHOLD).sum()))
             bar.advance(1)

@@ -97,7 +97,15 @@ def cluster_to_folder(
     if members < 0:
         raise ValueError(f"--members must be 0 or more, got {members}")
     check_seed(seed, "--seed")
-    check_clusters_output(out)
+    images = source.get("images")
+    check_clusters_output(
+        out,
+        inputs={
+            "--embeddings": embeddings,
+            "--checkpoint": checkpoint,
+            "--images": images if isinstance(images, str | Path) else None,
+        },
+    )
     if embeddings is not None:
         arrays = load_embeddings(embeddings, need_labels=False)
         if "paths" not in arrays and "dataset" not in arrays:
@@ -111,10 +119,15 @@ def cluster_to_folder(
     return result, write_clusters(out, result, arrays, members=members, progress=progress)
 
 
-def check_clusters_output(out: str | Path, name: str = "--out") -> Path:
+def check_clusters_output(
+    out: str | Path, name: str = "--out", inputs: dict[str, Any] | None = None
+) -> Path:
     """``ValueError`` unless the folder ``out`` can take a clustering: new, empty, or one
-    that :func:`write_clusters` wrote; ``name`` is its flag or argument. Returns it."""
-    return check_output_folder(out, what="a clustering", owned=is_clustering, name=name)
+    that :func:`write_clusters` wrote, and none of ``inputs`` (``{flag: path}``) lies in it;
+    ``name`` is its flag. Returns it."""
+    return check_output_folder(
+        out, what="a clustering", owned=is_clustering, name=name, inputs=inputs
+    )
 
 
 def is_clustering(folder: Path) -> bool:

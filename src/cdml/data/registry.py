@@ -51,7 +51,7 @@ def register_dataset(name: str, summary: str, **facts: Any) -> Callable[[Callabl
         info = DatasetInfo(name, load, summary, **facts)
         if "skip_bad" not in info.options:
             raise TypeError(f"the loader of {name!r} must take the keyword option skip_bad")
-        if name not in DATASETS or DATASETS[name].load is not load:  # a module read again
+        if name not in DATASETS or DATASETS[name].load is not load:  # another loader: refused
             DATASETS.register(name, info)
         return load
 

@@ -43,7 +43,7 @@ def kmeans(
         num_clusters,
         niter=iters,
         nredo=restarts,
-        seed=seed,
+        seed=seed % 2**31,  # faiss takes a 31-bit seed
         verbose=False,
         # Never subsample (faiss's default keeps 256 points per centroid) and do not warn
         # about few points per centroid: SOP has ~5 images per class.

@@ -261,7 +261,9 @@ class TrainerConfig:
         lightning="sync_batchnorm",
         help="multi-GPU runs: BatchNorm statistics over every device's batch (not with freeze_bn)",
     )
-    report: bool = setting(True, help="write report.html into the run folder at the end")
+    report: bool = setting(
+        True, help="cdml train writes report.html into the run folder at the end"
+    )
 
 
 @dataclass(frozen=True)
@@ -444,13 +446,14 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
         model=replace(
             m,
             normalize=method.normalize_embeddings if m.normalize is None else m.normalize,
-            embedding_size=m.embedding_size or method.default_embedding_size,
+            embedding_size=(
+                method.default_embedding_size if m.embedding_size is None else m.embedding_size
+            ),
         ),
         optim=replace(o, loss_lr=method.default_loss_lr if o.loss_lr is None else o.loss_lr),
         data=replace(
             d,
             val_fraction=0.0 if unsupervised and d.val_fraction is None else d.val_fraction,
-            batch_size=64 if unsupervised and d.batch_size is None else d.batch_size,
             flip=not info.mirror_sensitive if d.flip is None else d.flip,
         ),
     )

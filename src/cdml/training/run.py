@@ -84,7 +84,8 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     classes; higher is better) among the epochs and the untrained
     model (pretrained backbone, random head; ``best_epoch`` -1), which is validated first;
     without a validation split the last one is used. ``baseline`` also tests the untrained
-    model.
+    model. The run's report (``trainer.report``) is its caller's to write:
+    :func:`cdml.report.report_run`.
     """
     config = resolve_defaults(config)
     out = Path(config.out)
@@ -117,7 +118,7 @@ def _train(
     config = replace(config, data=data.config)  # what the data resolved
     module = build_module(config, model, data.num_train_classes)
     untrained_file = out / UNTRAINED_FILE
-    if resume and is_zero:
+    if resume:  # read-only: every process refuses, so that none waits for the others
         check_resumable(config, out, resume_from)
         if resume_from is not None:
             read_untrained(untrained_file)  # unreadable: said now, not after an epoch

@@ -23,7 +23,8 @@ BEST_CHECKPOINT = "best.ckpt"
 RESUMABLE = frozenset({
     "out", "trainer.epochs", "trainer.progress_bar", "trainer.log_every_n_steps",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "trainer.precision", "trainer.loggers", "data.num_workers", "eval.ks", "eval.nmi",
+    "trainer.precision", "trainer.loggers", "trainer.report", "data.num_workers", "eval.ks",
+    "eval.nmi",
 })  # fmt: skip
 
 

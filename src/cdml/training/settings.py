@@ -118,7 +118,8 @@ def add_flags(
             value = getattr(value, part)
         computed = (help_of or {}).get(key)
         default = "" if value is None or computed else f" (default {value})"
-        text = computed() if computed else spec.help
+        # argparse formats help with %: a % of the text is doubled.
+        text = (computed() if computed else spec.help).replace("%", "%%")
         parser.add_argument(
             spec.flag,
             dest=key,
@@ -135,8 +136,12 @@ def read_flags(args: argparse.Namespace, cls: type, parse: Callable[[str], Any])
     overrides = {}
     for key, field, hint in declared(cls):
         text = getattr(args, key, None) if spec_of(field).flag else None
-        if text is not None:
+        if text is None:
+            continue
+        try:
             overrides[key] = text if _is_text(hint) else parse(text)
+        except ValueError as error:
+            raise ValueError(f"{spec_of(field).flag}: cannot read {text!r} ({error})") from None
     return overrides
 
 
