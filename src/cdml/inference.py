@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from cdml.checks import check_image_size
 from cdml.data import dataset_info, load_dataset, transforms_of
 from cdml.data.folder import find_images, unlabelled_images
-from cdml.io import check_output, write_npz
-from cdml.metrics import ITEM_MARKS
+from cdml.io import check_output, is_json_object, write_json, write_npz
+from cdml.metrics import DEFAULT_KS, ITEM_MARKS, evaluate
 from cdml.models import EmbeddingModel, build_model
 from cdml.progress import Progress
 from cdml.training.config import EVAL_BATCH_SIZE, RunConfig, checkpoint_config
@@ -237,9 +237,6 @@ def evaluate_embeddings(
     the items have them; ``ks`` default the file's 1, 2, 4, 8 or the dataset's own. With
     ``json_out`` the metrics are also written there (checked before any work). Returns the
     metrics, the items' arrays and a name of what was evaluated."""
-    from cdml.io import is_json_object, write_json
-    from cdml.metrics import DEFAULT_KS, evaluate
-
     if (embeddings is None) == (checkpoint is None):
         raise ValueError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
     if json_out is not None:

@@ -114,7 +114,7 @@ def check_output_folder(
     *,
     what: str,
     owned: Callable[[Path], bool],
-    inputs: Mapping[str, str | os.PathLike[str] | None] | None = None,
+    inputs: Mapping[str, Any] | None = None,
     name: str = "--out",
 ) -> Path:
     """``ValueError`` unless the output folder ``folder`` can be written without losing a
@@ -133,14 +133,15 @@ def check_output_folder(
 
 def check_not_inside(
     folder: str | os.PathLike[str],
-    inputs: Mapping[str, str | os.PathLike[str] | None] | None,
+    inputs: Mapping[str, Any] | None,
     name: str = "--out",
 ) -> Path:
-    """``ValueError`` when one of ``inputs`` (``{flag: path}``) lies in the output folder
-    ``folder`` (which a command replaces or fills); returns ``folder`` as a ``Path``."""
+    """``ValueError`` when one of ``inputs`` (``{flag: path}``; values that are no path, such
+    as None or a list of files, are passed over) lies in the output folder ``folder`` (which
+    a command replaces or fills); returns ``folder`` as a ``Path``."""
     folder = Path(folder)
     for flag, source in (inputs or {}).items():
-        if source is not None and _inside(Path(source), folder):
+        if isinstance(source, str | os.PathLike) and _inside(Path(source), folder):
             raise ValueError(f"{name} {folder} holds the {flag} {source}; choose another {name}")
     return folder
 

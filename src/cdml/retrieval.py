@@ -340,12 +340,7 @@ def index_images(
     indexing's. Returns the index, saved, and the number of items added."""
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
-    images = source.get("images")  # a folder, or a list of files
-    inputs = {
-        "--checkpoint": checkpoint,
-        "--images": images if isinstance(images, str | Path) else None,
-    }
-    out = check_not_inside(out, inputs)
+    out = check_not_inside(out, {"--checkpoint": checkpoint, "--images": source.get("images")})
     digest = checkpoint_digest(checkpoint)
     gallery = None
     if extend:

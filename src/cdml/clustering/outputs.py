@@ -38,11 +38,7 @@ def write_clusters(
     and the items' images known (``paths`` or ``dataset``), else ``ValueError`` before
     anything is written. Returns the content of ``clusters.json``."""
     out = check_clusters_output(out)
-    if "paths" not in arrays and "dataset" not in arrays:
-        raise ValueError(
-            "the items have no 'paths' or 'dataset' entry to find their images for the "
-            "contact sheets (embeddings written by cdml embed have them)"
-        )
+    _check_images_known(arrays, "the items")
     (out / "sheets").mkdir(parents=True, exist_ok=True)
     n = len(clustering.assignment)
     paths = arrays.get("paths", np.array([f"item {i}" for i in range(n)]))
@@ -97,26 +93,29 @@ def cluster_to_folder(
     if members < 0:
         raise ValueError(f"--members must be 0 or more, got {members}")
     check_seed(seed, "--seed")
-    images = source.get("images")
-    check_clusters_output(
-        out,
-        inputs={
-            "--embeddings": embeddings,
-            "--checkpoint": checkpoint,
-            "--images": images if isinstance(images, str | Path) else None,
-        },
-    )
+    inputs = {
+        "--embeddings": embeddings,
+        "--checkpoint": checkpoint,
+        "--images": source.get("images"),
+    }
+    check_clusters_output(out, inputs=inputs)
     if embeddings is not None:
         arrays = load_embeddings(embeddings, need_labels=False)
-        if "paths" not in arrays and "dataset" not in arrays:
-            raise ValueError(
-                f"{embeddings}: has no 'paths' or 'dataset' entry to find the images of the "
-                "contact sheets (write it with cdml embed)"
-            )
+        _check_images_known(arrays, str(embeddings))
     else:
         arrays = embed_with_checkpoint(checkpoint, progress=progress, **source)
     result = cluster(arrays["embeddings"], k, method, seed=seed, k_max=k_max, progress=progress)
     return result, write_clusters(out, result, arrays, members=members, progress=progress)
+
+
+def _check_images_known(arrays: dict[str, np.ndarray], source: str) -> None:
+    """``ValueError`` naming ``source`` unless its items' images can be found (for the
+    contact sheets)."""
+    if "paths" not in arrays and "dataset" not in arrays:
+        raise ValueError(
+            f"{source}: has no 'paths' or 'dataset' entry to find the images of the contact "
+            "sheets (write it with cdml embed)"
+        )
 
 
 def check_clusters_output(
