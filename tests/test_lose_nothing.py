@@ -503,3 +503,18 @@ def test_cluster_refuses_images_inside_its_output(tmp_path, ck, gallery, capsys)
 def test_a_flag_that_is_not_valid_yaml_names_the_flag(tmp_path, capsys):
     refused(["train", *TINY, "--epochs", "[", "--out", tmp_path / "r"], capsys,
             "--epochs: cannot read '['")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cluster", "--embeddings", "e.npz", "--out", "c", "--k", "0"], "argument --k:"),
+        (["train", "--epochs"], "argument --epochs: expected one argument"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_an_argument_the_parser_refuses_is_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cdml import __version__
 from cdml.clustering import CLUSTER_METHODS, cluster_to_folder
@@ -88,13 +88,11 @@ def _build_parser() -> argparse.ArgumentParser:
     from cdml.training.config import RunConfig
     from cdml.training.settings import add_flags
 
-    parser = argparse.ArgumentParser(
-        prog="cdml", description="Clustering-aware deep metric learning."
-    )
+    parser = _Parser(prog="cdml", description="Clustering-aware deep metric learning.")
     parser.add_argument("--version", action="version", version=f"cdml {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND",
-        parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_HelpWithDefaults),
+        parser_class=functools.partial(_Parser, formatter_class=_HelpWithDefaults),
     )  # fmt: skip
 
     train = commands.add_parser(
@@ -291,6 +289,14 @@ def _defaults(function: Any) -> dict[str, Any]:
     defaults of the library function it calls, stated once there."""
     parameters = inspect.signature(function).parameters.values()
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, as every other input error of cdml
+    (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):
