@@ -4,7 +4,7 @@ import pytest
 
 from cdml.cli import main
 from cdml.demo import DEMO_MARK, demo_config, fashion_mnist_available, prepare_demo_folder
-from cdml.training.config import resolve_defaults
+from cdml.training.resolve import resolve
 
 
 def test_demo_budget_is_the_same_for_every_loss(tmp_path):
@@ -12,7 +12,7 @@ def test_demo_budget_is_the_same_for_every_loss(tmp_path):
         loss: demo_config(tmp_path, loss=loss, dataset="digits", seed=3)
         for loss in ("facility", "triplet", "lifted", "npairs", "group")
     }
-    configs = {loss: resolve_defaults(config) for loss, config in configs.items()}
+    configs = {loss: resolve(config) for loss, config in configs.items()}
     for config in configs.values():
         assert (config.data.batch_size, config.data.classes_per_batch) == (60, 5)
         assert (config.trainer.epochs, config.trainer.seed) == (4, 3)

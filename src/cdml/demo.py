@@ -15,9 +15,8 @@ from cdml.data.builtin import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from cdml.inference import embed_test_sample
 from cdml.report import report_run
 from cdml.training import RunConfig, apply_overrides
-from cdml.training.config import resolve_defaults
+from cdml.training.resolve import resolve
 from cdml.training.results import run_tables
-from cdml.training.run import train
 from cdml.viz import plot_tsne
 
 TSNE_POINTS = 2000
@@ -98,7 +97,7 @@ def prepare_demo_folder(out: Path) -> None:
 
 
 def run_demo(
-    out: Path,
+    out: str | Path = "runs/demo",
     loss: str = "facility",
     dataset: str | None = None,
     seed: int = 0,
@@ -111,8 +110,21 @@ def run_demo(
     Each demo starts afresh: a folder an earlier demo wrote is replaced; any other existing
     folder that is not empty is refused (``ValueError``), as is the current folder or one
     above it.
+
+    Args:
+        out: the run folder.
+        loss: the training method.
+        dataset: the dataset; default Fashion-MNIST when its Debian package is installed,
+            else digits.
+        seed: seed of everything random.
+        epochs: training epochs; default 4.
+        plot: the t-SNE map of the test embeddings.
+        overrides: config values by dotted key, e.g. {"loss.params.margin": 0.5}.
     """
-    config = resolve_defaults(demo_config(out, loss, dataset, seed, epochs, overrides))
+    from cdml.training.run import train  # Lightning loads only when the demo runs
+
+    out = Path(out)
+    config = resolve(demo_config(out, loss, dataset, seed, epochs, overrides))
     prepare_demo_folder(out)
     console.print(f"demo: {loss} loss on {config.data.dataset}, run folder {out.resolve()}")
     (out / DEMO_MARK).touch()

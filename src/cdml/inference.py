@@ -140,7 +140,18 @@ def embed_with_checkpoint(
     ``image_size`` the images were embedded at (default the training size), plus for a
     dataset ``labels`` ``(n,)``, ``dataset``, ``split``, ``data_root`` and the split's
     ``evaluation`` arrays (``is_query``, ``is_gallery``, ``categories``) where it has them.
-    Items whose path is in ``skip`` are left out before embedding (extending an index).
+
+    Args:
+        checkpoint: a cdml training checkpoint.
+        images: embed every image under this folder (or these image files).
+        dataset: the dataset's name (as for cdml train).
+        data_root: the dataset's folder (the CSV file for csv).
+        split: the dataset's half.
+        image_size: the input size; default the training image size.
+        batch_size: images per batch; default 64.
+        workers: data loading processes.
+        skip: paths left out before embedding (those an index holds, when extending it).
+        progress: show a progress bar.
     """
     if (dataset is None) == (images is None):
         raise ValueError(
@@ -211,7 +222,13 @@ def save_embeddings(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
 
 def embed_to_file(checkpoint: str | Path, out: str | Path, **source: Any) -> dict[str, np.ndarray]:
     """``cdml embed``: :func:`embed_with_checkpoint` of ``source`` saved to ``out``
-    (:func:`save_embeddings`, checked before any work); returns the arrays."""
+    (:func:`save_embeddings`, checked before any work); returns the arrays.
+
+    Args:
+        checkpoint: a cdml training checkpoint.
+        out: the .npz file to write: embeddings, and labels for a dataset, paths for images.
+        **source: the images, as :func:`embed_with_checkpoint` takes them.
+    """
     check_output(
         out, what=EMBEDDINGS_FILE, owned=is_embeddings_file, inputs={"--checkpoint": checkpoint}
     )
@@ -236,7 +253,20 @@ def evaluate_embeddings(
     (:func:`embed_with_checkpoint`'s), with their query / gallery marks and categories when
     the items have them; ``ks`` default the file's 1, 2, 4, 8 or the dataset's own. With
     ``json_out`` the metrics are also written there (checked before any work). Returns the
-    metrics, the items' arrays and a name of what was evaluated."""
+    metrics, the items' arrays and a name of what was evaluated.
+
+    Args:
+        embeddings: a .npz file with 'embeddings' and 'labels' (as cdml embed writes it).
+        checkpoint: a cdml checkpoint, evaluated on a dataset's split instead.
+        ks: K values of Recall@K; default 1,2,4,8 (a file) or the dataset's own.
+        nmi: k-means and its NMI, AMI, ARI and purity.
+        nmi_runs: average the clustering scores over N k-means seeds and report NMI's
+            standard deviation.
+        metric: what ranks neighbours: Euclidean distance (the papers'), cosine similarity
+            or inner product.
+        json_out: also write the metrics to this JSON file.
+        **source: the dataset split, as :func:`embed_with_checkpoint` takes it.
+    """
     if (embeddings is None) == (checkpoint is None):
         raise ValueError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
     if json_out is not None:

@@ -50,7 +50,15 @@ def write_report(
 
     The test split is embedded with the run's chosen checkpoint, at most ``max_items`` of
     its images (a seeded sample), for the t-SNE map, the retrieval grid of ``queries``
-    random queries and the ``queries`` worst ones. Returns the path written."""
+    random queries and the ``queries`` worst ones. Returns the path written.
+
+    Args:
+        run: a cdml train run folder.
+        out: the HTML file; default RUN/report.html.
+        max_items: test images shown at most.
+        queries: queries of the retrieval grid, and worst queries shown.
+        progress: show progress bars.
+    """
     run = Path(run)
     if not run.is_dir():
         raise ValueError(f"--run {run}: no such folder")

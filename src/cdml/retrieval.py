@@ -337,7 +337,18 @@ def index_images(
     with the same checkpoint and, if given, ``metric``), skipping the paths it holds.
     ``source`` are :func:`cdml.inference.embed_with_checkpoint`'s (``images=`` or
     ``dataset=``, ``data_root=``, ``split=``, ...); ``progress`` shows the embedding's and the
-    indexing's. Returns the index, saved, and the number of items added."""
+    indexing's. Returns the index, saved, and the number of items added.
+
+    Args:
+        checkpoint: a cdml training checkpoint.
+        out: the index folder to write.
+        kind: flat: exact; ivf / hnsw: approximate, for millions of items.
+        metric: l2: Euclidean distance (default); cosine: cosine similarity; ip: inner
+            product.
+        extend: add the items not yet indexed to the index at out.
+        progress: show progress bars.
+        **source: the images, as :func:`cdml.inference.embed_with_checkpoint` takes them.
+    """
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     out = check_not_inside(out, {"--checkpoint": checkpoint, "--images": source.get("images")})
@@ -381,7 +392,16 @@ def search_images(
     """The ``k`` nearest gallery items of each query image, embedded with ``checkpoint``
     (the index's own): per query ``{"query", "neighbours": [{"rank", "path", "label",
     "distance"}, ...]}`` (``"similarity"`` instead of ``"distance"`` for the cosine and
-    inner-product metrics), nearest first. ``width`` sets :attr:`GalleryIndex.search_width`."""
+    inner-product metrics), nearest first. ``width`` sets :attr:`GalleryIndex.search_width`.
+
+    Args:
+        index: a folder written by cdml index (or the index, loaded).
+        checkpoint: the cdml checkpoint the index was built with.
+        queries: the query images.
+        k: neighbours per query.
+        width: approximate indexes only: IVF cells (nprobe, default 16) or HNSW candidates
+            (efSearch, default 128) searched; wider recalls more and is slower.
+    """
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
     gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)

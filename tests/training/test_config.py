@@ -7,8 +7,8 @@ from cdml.training.config import (
     apply_overrides,
     load_config,
     parse_yaml,
-    resolve_defaults,
 )
+from cdml.training.resolve import resolve
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -76,28 +76,28 @@ def test_group_loss_schedule_divides_the_rate_once_as_released(dataset):
 
 
 def test_method_dependent_defaults():
-    supervised = resolve_defaults(RunConfig())
+    supervised = resolve(RunConfig())
     # The validation share and the batches depend on the data: filled when it is loaded.
     assert supervised.model.embedding_size == 64 and supervised.data.val_fraction is None
     assert supervised.data.batch_size is None and supervised.data.flip is True
     assert supervised.model.normalize is True
     for loss in ("lifted", "npairs", "group"):  # trained on unnormalised embeddings
-        assert not resolve_defaults(
+        assert not resolve(
             apply_overrides(RunConfig(), {"loss.name": loss})
         ).model.normalize
-    glyphs = resolve_defaults(apply_overrides(RunConfig(), {"data.dataset": "glyphs"}))
+    glyphs = resolve(apply_overrides(RunConfig(), {"data.dataset": "glyphs"}))
     assert glyphs.data.flip is False  # a mirrored character is another character
-    unsupervised = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
+    unsupervised = resolve(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
     assert unsupervised.model.embedding_size == 128 and unsupervised.data.val_fraction == 0.0
     assert unsupervised.data.batch_size is None  # 64, at most the images: with the data
     explicit = apply_overrides(RunConfig(), {"loss.name": "sme", "model.embedding_size": 32})
-    assert resolve_defaults(explicit).model.embedding_size == 32
+    assert resolve(explicit).model.embedding_size == 32
     # The parameters a method owns: the Group Loss's classifier faster than the others.
     assert supervised.optim.loss_lr == unsupervised.optim.loss_lr == 1e-3
-    group = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "group"}))
+    group = resolve(apply_overrides(RunConfig(), {"loss.name": "group"}))
     assert group.optim.loss_lr == 1e-2
     slow = apply_overrides(RunConfig(), {"loss.name": "group", "optim.loss_lr": 1e-4})
-    assert resolve_defaults(slow).optim.loss_lr == 1e-4
+    assert resolve(slow).optim.loss_lr == 1e-4
 
 
 def test_paper_settings_of_seed_000():

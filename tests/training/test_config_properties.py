@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from cdml.cli import main
 from cdml.training import RunConfig, apply_overrides
-from cdml.training.config import check_ranges, resolve_defaults
+from cdml.training.resolve import check_ranges, resolve
 
 
 def flatten(data, prefix=""):
@@ -34,7 +34,7 @@ VALUES = st.one_of(
 
 def configure(key, value):
     """The checks a run makes on its settings before loading anything."""
-    check_ranges(resolve_defaults(apply_overrides(RunConfig(), {key: value})))
+    check_ranges(resolve(apply_overrides(RunConfig(), {key: value})))
 
 
 @settings(max_examples=400, deadline=None)

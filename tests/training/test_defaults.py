@@ -10,8 +10,8 @@ from cdml.data.glyphs import FONT_ROOT, find_fonts
 from cdml.demo import fashion_mnist_available
 from cdml.losses import METHODS, VIEWS, create_method
 from cdml.training import RunConfig, apply_overrides
-from cdml.training.config import resolve_defaults
-from cdml.training.datamodule import MetricLearningDataModule
+from cdml.training.datamodule import MetricLearningDataModule, load_data
+from cdml.training.resolve import resolve
 
 UNSUPERVISED = [name for name, cls in METHODS.items() if cls.batch_kind == VIEWS]
 
@@ -37,8 +37,8 @@ BUILTIN = [
 
 def data_of(dataset: str, loss: str, **settings) -> MetricLearningDataModule:
     settings = {"data.dataset": dataset, "loss.name": loss, "data.image_size": 16, **settings}
-    config = resolve_defaults(apply_overrides(RunConfig(), settings))
-    return MetricLearningDataModule(config.data, seed=0, method=METHODS[loss])
+    config = resolve(apply_overrides(RunConfig(), settings))  # checked before any data loads
+    return load_data(config, mean=(0.5,) * 3, std=(0.5,) * 3)[1]
 
 
 @pytest.mark.parametrize("dataset", BUILTIN)

@@ -1,40 +1,55 @@
-"""Defaults resolved by pure functions: each returns a new config and refuses what the data or
-the method cannot honour, naming the setting."""
+"""One resolution step: a pure function returns a new, complete config and refuses what the
+data or the method cannot honour, naming the setting."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
-from cdml.losses import METHODS
-from cdml.training.config import (
-    DataConfig,
-    RunConfig,
-    apply_overrides,
-    resolve_batches,
-    resolve_defaults,
-    resolve_validation,
-)
+from cdml.training.config import RunConfig, apply_overrides
+from cdml.training.resolve import Facts, resolve
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def facts(classes: int, images_per_class: int = 10) -> Facts:
+    return Facts(np.repeat(np.arange(classes), images_per_class), *IMAGENET)
+
+
+def config_of(**settings) -> RunConfig:
+    return apply_overrides(RunConfig(), settings)
 
 
 def test_an_embedding_size_of_zero_is_refused_not_replaced():
-    config = apply_overrides(RunConfig(), {"model.embedding_size": 0})
+    config = config_of(**{"model.embedding_size": 0})
     with pytest.raises(ValueError, match=r"model.embedding_size \(--embedding-size\) must be at"):
-        resolve_defaults(config)
+        resolve(config)
 
 
 def test_an_unsupervised_run_on_few_images_batches_them_all():
-    config = resolve_defaults(apply_overrides(RunConfig(), {"loss.name": "sme"}))
-    resolved = resolve_batches(config.data, images=40, classes=4, method=METHODS["sme"])
-    assert resolved.batch_size == 40 and config.data.batch_size is None  # a new config
+    config = resolve(config_of(**{"loss.name": "sme"}))
+    resolved = resolve(config, facts(4))
+    assert resolved.data.batch_size == 40 and config.data.batch_size is None  # a new config
 
 
 def test_validation_classes_follow_the_training_classes_and_the_method():
-    facility, sme = METHODS["facility"], METHODS["sme"]
-    assert resolve_validation(DataConfig(), 20, facility).val_fraction == 0.2
-    assert resolve_validation(DataConfig(), 10, facility).val_fraction == 0.0  # 2 < 4 classes
-    assert resolve_validation(DataConfig(), 20, sme).val_fraction == 0.0
+    facility, sme = config_of(), config_of(**{"loss.name": "sme"})
+    assert resolve(facility, facts(20)).data.val_fraction == 0.2
+    assert resolve(facility, facts(10)).data.val_fraction == 0.0  # 2 < 4 classes
+    assert resolve(sme, facts(20)).data.val_fraction == 0.0
     with pytest.raises(ValueError, match="val_fraction must be 0 for the unsupervised"):
-        resolve_validation(DataConfig(val_fraction=0.2), 20, sme)
+        resolve(config_of(**{"loss.name": "sme", "data.val_fraction": 0.2}))
+
+
+def test_the_complete_config_is_resolved_once_and_records_the_weights():
+    complete = resolve(config_of(), facts(20))
+    data = complete.data
+    # 16 training classes are left after holding out 4: batches of 128 from 32 classes need
+    # more than there are, so all 16 are drawn.
+    assert (data.val_fraction, data.batch_size, data.classes_per_batch) == (0.2, 128, 16)
+    assert (tuple(data.mean), tuple(data.std)) == IMAGENET
+    assert resolve(complete, facts(20)) == complete  # a fixed point
+    assert resolve(complete) == complete
 
 
 def test_configs_are_frozen():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def cluster_to_folder(
     *,
     embeddings: str | Path | None = None,
     checkpoint: str | Path | None = None,
-    k: int | str = "auto",
+    k: int | Literal["auto"] = "auto",
     method: str = "spectral",
     members: int = 35,
     seed: int = 0,
@@ -85,7 +85,20 @@ def cluster_to_folder(
     embedding of ``source`` (:func:`cdml.inference.embed_with_checkpoint`'s arguments), with
     :func:`cdml.clustering.cluster` (``k``, ``method``, ``seed``, ``k_max``) and write them to
     ``out`` (:func:`write_clusters`, ``members`` per contact sheet). Every argument and the
-    folder are checked before any work. Returns the clustering and ``clusters.json``."""
+    folder are checked before any work. Returns the clustering and ``clusters.json``.
+
+    Args:
+        out: the output folder.
+        embeddings: a .npz file written by cdml embed.
+        checkpoint: a cdml checkpoint, to embed images or a dataset's split instead.
+        k: the number of clusters, or auto (estimated from the neighbour graph).
+        method: how to cluster (spectral: of the nearest-neighbour graph).
+        members: members per contact sheet.
+        seed: seed of k-means and of the samples.
+        k_max: the largest k that auto considers.
+        progress: show progress bars.
+        **source: the images, as :func:`cdml.inference.embed_with_checkpoint` takes them.
+    """
     from cdml.inference import embed_with_checkpoint, load_embeddings
 
     if (embeddings is None) == (checkpoint is None):

@@ -8,7 +8,7 @@ from cdml.data.base import LabelledDataset
 from cdml.data.image_dataset import ImageListDataset
 from cdml.data.registry import DATASETS, DatasetInfo, SplitSize, dataset_info, load_dataset
 from cdml.data.samplers import ClassBalancedBatchSampler
-from cdml.data.splits import cap_per_class, split_validation_classes
+from cdml.data.splits import cap_per_class, split_validation_classes, validation_classes
 from cdml.data.transforms import build_transforms, transforms_of
 from cdml.data.zero_shot import SPLITS
 
@@ -31,4 +31,5 @@ __all__ = [
     "dataset_info",
     "load_dataset",
     "split_validation_classes",
+    "validation_classes",
 ]

@@ -9,27 +9,32 @@ import numpy as np
 from cdml.data.base import LabelledDataset
 
 
-def split_validation_classes(
-    dataset: LabelledDataset, fraction: float = 0.2, seed: int = 0
-) -> tuple[LabelledDataset, LabelledDataset]:
-    """Hold out a seeded random ``fraction`` of ``dataset``'s classes, with all their images.
-
-    The number held out is ``fraction * C`` rounded half up, kept within ``1..C-1``.
-    Returns ``(train, validation)``: datasets of the same kind with disjoint classes, each
-    relabelled ``0..C'-1`` (``class_names`` keep the original names), items in their
-    original order.
-    """
+def validation_classes(labels: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """The class ids (sorted) that :func:`split_validation_classes` holds out of a split of
+    ``labels`` ``(n,)``: a seeded random ``fraction`` of its classes, rounded half up, kept
+    within ``1..C-1``."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
-    classes = np.unique(dataset.labels)
+    classes = np.unique(labels)
     if len(classes) < 2:
         raise ValueError(
             f"dataset must hold at least two classes to split off validation classes, "
             f"got {len(classes)}"
         )
     held_out = min(max(math.floor(fraction * len(classes) + 0.5), 1), len(classes) - 1)
-    validation_classes = np.random.default_rng(seed).permutation(classes)[:held_out]
-    is_validation = np.isin(dataset.labels, validation_classes)
+    return np.sort(np.random.default_rng(seed).permutation(classes)[:held_out])
+
+
+def split_validation_classes(
+    dataset: LabelledDataset, fraction: float = 0.2, seed: int = 0
+) -> tuple[LabelledDataset, LabelledDataset]:
+    """Hold out the :func:`validation_classes` of ``dataset``, with all their images.
+
+    Returns ``(train, validation)``: datasets of the same kind with disjoint classes, each
+    relabelled ``0..C'-1`` (``class_names`` keep the original names), items in their
+    original order.
+    """
+    is_validation = np.isin(dataset.labels, validation_classes(dataset.labels, fraction, seed))
     return (
         dataset.subset(np.flatnonzero(~is_validation)),
         dataset.subset(np.flatnonzero(is_validation)),

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import yaml
 
 from cdml.checks import MAX_SEED, MIN_IMAGE_SIZE
 from cdml.metrics import CLUSTERING_SCORES, DEFAULT_KS
-from cdml.training.settings import check_declared, described, flags, setting
+from cdml.training.settings import flags, setting
 
 
 def _in_unit_interval(value: float) -> str | None:
@@ -71,6 +70,26 @@ def _optimiser(name: str) -> str | None:
     return None if name in OPTIMIZERS else f"one of {', '.join(OPTIMIZERS)}"
 
 
+def _datasets() -> str:
+    from cdml.data import DATASETS
+
+    return "; ".join(f"{name}: {info.summary}" for name, info in DATASETS.items())
+
+
+def _methods() -> str:
+    """The registered methods (those of a plugin imported after cdml's too)."""
+    from cdml.losses import METHODS, VIEWS
+
+    kinds = {
+        kind: [n for n, m in METHODS.items() if (m.batch_kind == VIEWS) == kind]
+        for kind in (False, True)
+    }
+    return (
+        f"supervised: {', '.join(kinds[False])}; unsupervised: {', '.join(kinds[True])}; or "
+        "package.module:ClassName, a loss called as loss(embeddings, labels)"
+    )
+
+
 def _positive_ks(ks: list[int]) -> str | None:
     return None if all(k >= 1 for k in ks) else "positive"
 
@@ -79,7 +98,7 @@ def _positive_ks(ks: list[int]) -> str | None:
 class DataConfig:
     """Where the images come from and how batches are formed."""
 
-    dataset: str = setting("digits", flag="--dataset", help="the dataset's name")
+    dataset: str = setting("digits", flag="--dataset", help=_datasets)
     root: str | None = setting(
         None, flag="--data-root", help="the dataset's folder (the CSV file for csv)"
     )
@@ -173,7 +192,7 @@ class LossConfig:
     your own, imported: the only value of a config that is).
     """
 
-    name: str = setting("facility", flag="--loss", help="the training method")
+    name: str = setting("facility", flag="--loss", help=_methods)
     params: dict[str, Any] = setting(factory=dict, help="the method's constructor arguments")
 
 
@@ -342,213 +361,8 @@ def parse_yaml(text: str) -> Any:
 MONITORED = tuple(
     f"val/{name}" for name in (*(f"recall@{k}" for k in DEFAULT_KS), *CLUSTERING_SCORES, "map@r")
 )
-# A batch's float32 images, and at least as much again for the first layer's activations:
-# a lower bound of what a step needs, so a refusal is certain, never a guess.
-MIN_BYTES_PER_INPUT_VALUE = 2 * 4
-
-
-def check_batch_fits(batch_size: int, image_size: int, name: str) -> None:
-    """``ValueError`` when ``batch_size`` images of ``image_size`` pixels squared cannot fit
-    in this machine's memory even at :data:`MIN_BYTES_PER_INPUT_VALUE` bytes per input
-    value; ``name`` says which settings give the batch, for the message."""
-    needed = batch_size * 3 * image_size**2 * MIN_BYTES_PER_INPUT_VALUE
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > memory:
-        raise ValueError(
-            f"{name}: a batch of {batch_size} images of {image_size} x {image_size} pixels "
-            f"needs at least {needed / 2**30:,.0f} GiB, and this machine has "
-            f"{memory / 2**30:,.0f} GiB; use smaller images or batches"
-        )
-
-
-def runs_on_cpu(accelerator: str) -> bool:
-    """Whether a run of ``trainer.accelerator`` runs on the CPU here."""
-    if accelerator == "cpu":
-        return True
-    if accelerator != "auto":
-        return False
-    import torch
-
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
-
-
-def check_ranges(config: RunConfig) -> None:
-    """``ValueError`` naming the first setting out of its declared range (and its flag), or
-    the first combination of settings this machine cannot run, so that a bad value is
-    reported before any data is read or any training starts."""
-    check_declared(config)
-    d, t = config.data, config.trainer
-
-    def bad(key: str, wanted: str) -> ValueError:
-        value = getattr(t, key.partition(".")[2])
-        return ValueError(f"{described(key, type(config))} must be {wanted}, got {value!r}")
-
-    # The smallest batch at this size (the data's size gives the full check, when loaded).
-    check_batch_fits(
-        max(d.batch_size or 2, 2),
-        d.image_size,
-        f"{_BATCH} with {_IMAGE_SIZE}",
-    )
-    if runs_on_cpu(t.accelerator):
-        if str(t.devices).strip() == "-1":
-            raise bad(
-                "trainer.devices",
-                "a number of processes on the CPU (-1 means every GPU, "
-                "and this run has none), e.g. 2 with --strategy ddp",
-            )
-        if t.precision.startswith("16"):
-            raise bad(
-                "trainer.precision",
-                "32-true, bf16-mixed or bf16-true on the CPU (16-bit "
-                "floats need a GPU; Lightning would run bf16 instead)",
-            )
-    if t.num_nodes > 1:
-        from cdml.distributed import launched_on_nodes
-
-        if not launched_on_nodes():
-            raise bad(
-                "trainer.num_nodes",
-                "1 without a launcher that starts the run on every "
-                "node (srun, torchrun, or NODE_RANK, MASTER_ADDR and MASTER_PORT set); "
-                "without one the run would wait for nodes forever",
-            )
-    if t.accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise bad("trainer.accelerator", "'cpu' or 'auto' here: no CUDA device")
-    from cdml.training.loggers import check_loggers
-
-    check_loggers(t.loggers)
-
-
-def resolve_defaults(config: RunConfig) -> RunConfig:
-    """``config`` with the settings whose default depends on the method or the dataset's name
-    filled (see their help), checked (:func:`check_ranges`). Those that depend on the data
-    and the weights are resolved by :func:`resolve_validation`, :func:`resolve_batches` and
-    :func:`resolve_normalisation` once they are loaded. Configs are frozen: each of these
-    pure functions returns a new one."""
-    from cdml.data import dataset_info
-    from cdml.losses import VIEWS, method_class
-
-    try:
-        method = method_class(config.loss.name)
-    except ValueError as error:
-        raise ValueError(f"loss.name (--loss): {error}") from None
-    try:
-        info = dataset_info(config.data.dataset)
-    except ValueError as error:
-        raise ValueError(f"data.dataset (--dataset): {error}") from None
-    unsupervised = method.batch_kind == VIEWS
-    m, o, d = config.model, config.optim, config.data
-    config = replace(
-        config,
-        model=replace(
-            m,
-            normalize=method.normalize_embeddings if m.normalize is None else m.normalize,
-            embedding_size=(
-                method.default_embedding_size if m.embedding_size is None else m.embedding_size
-            ),
-        ),
-        optim=replace(o, loss_lr=method.default_loss_lr if o.loss_lr is None else o.loss_lr),
-        data=replace(
-            d,
-            val_fraction=0.0 if unsupervised and d.val_fraction is None else d.val_fraction,
-            flip=not info.mirror_sensitive if d.flip is None else d.flip,
-        ),
-    )
-    check_ranges(config)
-    return config
-
-
-def resolve_normalisation(
-    config: RunConfig, mean: Sequence[float], std: Sequence[float]
-) -> RunConfig:
-    """``config`` with ``data.mean`` and ``data.std`` set, where unset, to the backbone's
-    weights' ``mean`` and ``std``, so that the run folder records its preprocessing."""
-    data = config.data
-    return replace(
-        config, data=replace(data, mean=data.mean or list(mean), std=data.std or list(std))
-    )
-
-
-# The settings the data's checks name, with their flags.
-_BATCH = described("data.batch_size", RunConfig)
-_CLASSES = described("data.classes_per_batch", RunConfig)
-_IMAGE_SIZE = described("data.image_size", RunConfig)
-# The data's defaults: resolved from its sizes once it is loaded.
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_VAL_FRACTION = 0.2
-MIN_VAL_CLASSES = 4  # fewer validation classes cannot rank models (Recall@1 near 1.0)
 # Images per evaluation batch: the fastest of 16-256 for EfficientNet-Lite0 on CPU (cache-bound).
 EVAL_BATCH_SIZE = 64
-
-
-def resolve_validation(config: DataConfig, train_classes: int, method: Any) -> DataConfig:
-    """``config`` with ``val_fraction`` resolved for a training split of ``train_classes``
-    classes and ``method`` (a :class:`cdml.losses.Method` class): unset, 0.2 when that holds
-    out at least 4 classes, else 0; always 0 for the unsupervised methods."""
-    from cdml.losses import VIEWS
-
-    if method.batch_kind == VIEWS:
-        if config.val_fraction:
-            raise ValueError(
-                "data.val_fraction must be 0 for the unsupervised methods: holding out "
-                "training classes would read the training labels"
-            )
-        return replace(config, val_fraction=0.0)
-    if config.val_fraction is not None:
-        return config
-    held_out = round(DEFAULT_VAL_FRACTION * train_classes)
-    return replace(
-        config, val_fraction=DEFAULT_VAL_FRACTION if held_out >= MIN_VAL_CLASSES else 0.0
-    )
-
-
-def resolve_batches(
-    config: DataConfig, images: int, classes: int, method: Any, held_out: bool = False
-) -> DataConfig:
-    """``config`` with ``batch_size`` and ``classes_per_batch`` resolved for a training split
-    of ``images`` images of ``classes`` classes (after holding out validation classes, when
-    ``held_out``) and ``method``; the values given are checked against it."""
-    from cdml.losses import VIEWS
-
-    views = method.batch_kind == VIEWS
-    if config.batch_size is None:
-        default = DEFAULT_BATCH_SIZE // 2 if views else DEFAULT_BATCH_SIZE
-        config = replace(config, batch_size=min(default, images))
-    if config.batch_size > images:
-        raise ValueError(
-            f"{_BATCH} is {config.batch_size:,}, but the training "
-            f"split of {config.dataset} holds {images:,} images; give at most {images:,}"
-        )
-    # The unsupervised methods' batches hold two views (or three images) of each image.
-    step_images = max(config.batch_size * (3 if views else 1), EVAL_BATCH_SIZE)
-    check_batch_fits(
-        step_images,
-        config.image_size,
-        f"{_BATCH} with {_IMAGE_SIZE}",
-    )
-    if views:  # batches of unlabelled images: no classes to balance
-        return config
-    if config.batch_size < 2:
-        raise ValueError(f"{_BATCH} must be at least 2, got {config.batch_size}")
-    if config.classes_per_batch is None:
-        share = max(config.batch_size // method.images_per_class, 2)
-        config = replace(config, classes_per_batch=min(share, classes, config.batch_size))
-    if config.classes_per_batch > classes:
-        after = " after holding out validation classes" if held_out else ""
-        raise ValueError(
-            f"{_CLASSES} is {config.classes_per_batch}, "
-            f"but the training split of {config.dataset} holds {classes} classes{after}; "
-            f"give at most {classes}, or leave it out to have it chosen"
-        )
-    if config.classes_per_batch > config.batch_size:
-        raise ValueError(
-            f"data.classes_per_batch (--classes-per-batch, {config.classes_per_batch}) exceeds "
-            f"data.batch_size (--batch-size, {config.batch_size})"
-        )
-    return config
 
 
 def load_config(path: str | Path, require: Sequence[str] = ()) -> RunConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
@@ -21,8 +20,36 @@ from cdml.data import (
 from cdml.data.seeding import SeededBatches, SeededItems
 from cdml.data.unlabelled import UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
-from cdml.losses import VIEWS, Method, MetricLoss
-from cdml.training.config import EVAL_BATCH_SIZE, DataConfig, resolve_batches, resolve_validation
+from cdml.losses import VIEWS, Method, MetricLoss, method_class
+from cdml.training.config import EVAL_BATCH_SIZE, DataConfig, RunConfig
+from cdml.training.resolve import Facts, resolve
+
+
+def load_data(
+    config: RunConfig, mean: Sequence[float], std: Sequence[float]
+) -> tuple[RunConfig, MetricLearningDataModule]:
+    """Load the zero-shot halves of ``config.data``'s dataset and return the complete config
+    (:func:`~cdml.training.resolve.resolve` with the data's facts and the weights' ``mean``
+    and ``std``) and the data module of that config."""
+    data = config.data
+    options = {"skip_bad": data.skip_bad}
+    train = load_dataset(data.dataset, data.root, "train", **options)
+    # An unlabelled image folder has no test split, a CSV may list no test rows: such runs
+    # are not tested.
+    test = (
+        load_dataset(data.dataset, data.root, "test", **options)
+        if dataset_info(data.dataset).labelled
+        else None
+    )
+    config = resolve(config, Facts(train.labels, tuple(mean), tuple(std)))
+    module = MetricLearningDataModule(
+        config.data,
+        train,
+        test if test is not None and len(test) else None,
+        seed=config.trainer.seed,
+        method=method_class(config.loss.name),
+    )
+    return config, module
 
 
 class MetricLearningDataModule(L.LightningDataModule):
@@ -40,12 +67,19 @@ class MetricLearningDataModule(L.LightningDataModule):
       trained method's ``images_per_epoch`` says (all but for MOM's bounded anchors).
       No validation classes are carved out (that would read the training labels).
 
-    The test split is the unseen half; :meth:`pairing_dataloader` gives the training images
+    ``config`` is complete (:func:`load_data` resolves it); ``train`` and ``test`` are the
+    dataset's halves as loaded (``test`` None: not tested). The test split is the unseen
+    half; :meth:`pairing_dataloader` gives the training images
     without augmentation, in order.
     """
 
     def __init__(
-        self, config: DataConfig, seed: int = 0, method: type[Method] = MetricLoss
+        self,
+        config: DataConfig,
+        train: LabelledDataset,
+        test: LabelledDataset | None,
+        seed: int = 0,
+        method: type[Method] = MetricLoss,
     ) -> None:
         super().__init__()
         self.config = config
@@ -54,44 +88,22 @@ class MetricLearningDataModule(L.LightningDataModule):
         self.sampler: UnlabelledBatchSampler | None = None
         self.train_transform = transforms_of(config, train=True)
         self.test_transform = transforms_of(config, train=False)
-        self._options: dict[str, Any] = {"skip_bad": config.skip_bad}
-        full_train = self._load("train", self.train_transform)
-        config = resolve_validation(config, full_train.num_classes, method)
-        if config.val_fraction > 0:
+        train.transform = self.train_transform
+        if config.val_fraction:
             self.train_set, self.val_set = split_validation_classes(
-                full_train, config.val_fraction, seed=seed
+                train, config.val_fraction, seed=seed
             )
-            if self.val_set.num_classes < 2:
-                raise ValueError(
-                    f"data.val_fraction {config.val_fraction} holds out "
-                    f"{self.val_set.num_classes} of the {full_train.num_classes} training "
-                    f"classes of {config.dataset}: one class cannot rank models (its Recall@1 "
-                    "is 1.0 whatever the training did); hold out at least 2, or set 0"
-                )
             self.val_set.transform = self.test_transform
         else:
-            self.train_set, self.val_set = full_train, None
-        # An unlabelled image folder has no test split, a CSV may list no test rows: such
-        # runs are not tested.
-        self.test_set = (
-            None
-            if not dataset_info(config.dataset).labelled
-            else self._load("test", self.test_transform)
-        )
-        if self.test_set is not None and len(self.test_set) == 0:
-            self.test_set = None
+            self.train_set, self.val_set = train, None
+        self.test_set = test
+        if test is not None:
+            test.transform = self.test_transform
         if config.max_eval_per_class:
             if self.test_set is not None:
                 self.test_set = cap_per_class(self.test_set, config.max_eval_per_class, seed)
             if self.val_set is not None:
                 self.val_set = cap_per_class(self.val_set, config.max_eval_per_class, seed)
-        self.config = resolve_batches(
-            config,
-            len(self.train_set),
-            self.train_set.num_classes,
-            method,
-            held_out=self.val_set is not None,
-        )
 
     def describe(self) -> str:
         """One line on the resolved batches and the validation split."""
@@ -110,11 +122,6 @@ class MetricLearningDataModule(L.LightningDataModule):
             f"{config.dataset}: {len(train):,} training images of {train.num_classes} "
             f"classes; batches of {config.batch_size} from {config.classes_per_batch} "
             f"classes; validation: {validation}"
-        )
-
-    def _load(self, split: str, transform: Any) -> LabelledDataset:
-        return load_dataset(
-            self.config.dataset, self.config.root, split, transform=transform, **self._options
         )
 
     @property

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from cdml.console import console
 from cdml.data import dataset_info
 from cdml.io import remove_temporaries, write_json, write_text
-from cdml.losses import RunInfo, create_method, method_class
+from cdml.losses import RunInfo, create_method
 from cdml.models import EmbeddingModel, build_model
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
-from cdml.training.config import RunConfig, resolve_defaults, resolve_normalisation
-from cdml.training.datamodule import MetricLearningDataModule
+from cdml.training.config import RunConfig
+from cdml.training.datamodule import load_data
 from cdml.training.loggers import create_loggers
 from cdml.training.module import MetricLearningModule
+from cdml.training.resolve import resolve
 from cdml.training.results import METRICS_FILE, UNTRAINED_FILE, read_untrained
 from cdml.training.run_folder import (
     BEST_CHECKPOINT,
@@ -87,7 +87,7 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     model. The run's report (``trainer.report``) is its caller's to write:
     :func:`cdml.report.report_run`.
     """
-    config = resolve_defaults(config)
+    config = resolve(config)
     out = Path(config.out)
     # Under DDP every process runs this function; only rank 0 checks and writes the folder.
     is_zero = rank_zero_only.rank == 0
@@ -110,12 +110,8 @@ def _train(
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
     model = build_model(config.model)
-    # Record the input normalisation of the weights, so the run folder describes itself.
-    config = resolve_normalisation(config, model.data_config["mean"], model.data_config["std"])
-    data = MetricLearningDataModule(
-        config.data, seed=config.trainer.seed, method=method_class(config.loss.name)
-    )
-    config = replace(config, data=data.config)  # what the data resolved
+    # The weights' input normalisation is recorded, so the run folder describes itself.
+    config, data = load_data(config, model.data_config["mean"], model.data_config["std"])
     module = build_module(config, model, data.num_train_classes)
     untrained_file = out / UNTRAINED_FILE
     if resume:  # read-only: every process refuses, so that none waits for the others

@@ -18,13 +18,14 @@ from typing import Any
 class Spec:
     """What a setting declares beside its type and default.
 
-    ``help``: one phrase for ``--help``; ``flag``: its option of ``cdml train``, if any;
+    ``help``: one phrase for ``--help`` (or a function returning it, called when the parser
+    is built: the names of a registry, say); ``flag``: its option of ``cdml train``, if any;
     ``at_least``: the smallest value (``None`` values pass); ``finite``: NaN and inf refused;
     ``check(value)``: what the value must be when it is not (a phrase), else None;
     ``lightning``: the ``lightning.Trainer`` argument it is passed as.
     """
 
-    help: str = ""
+    help: str | Callable[[], str] = ""
     flag: str | None = None
     at_least: float | None = None
     finite: bool = False
@@ -102,12 +103,9 @@ def lightning_arguments(section: Any) -> dict[str, Any]:
     }
 
 
-def add_flags(
-    parser: argparse.ArgumentParser, cls: type, help_of: dict[str, Callable[[], str]] | None = None
-) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One option of ``parser`` per setting of ``cls`` with a flag, its help the declared
-    one and its default (or ``help_of[key]()``, computed now); values are read as
-    :func:`read_flags` says."""
+    one and its default; values are read as :func:`read_flags` says."""
     instance = cls()
     for key, field, _ in declared(cls):
         spec = spec_of(field)
@@ -116,10 +114,10 @@ def add_flags(
         value = instance
         for part in key.split("."):
             value = getattr(value, part)
-        computed = (help_of or {}).get(key)
+        computed = callable(spec.help)
         default = "" if value is None or computed else f" (default {value})"
         # argparse formats help with %: a % of the text is doubled.
-        text = (computed() if computed else spec.help).replace("%", "%%")
+        text = (spec.help() if computed else spec.help).replace("%", "%%")
         parser.add_argument(
             spec.flag,
             dest=key,

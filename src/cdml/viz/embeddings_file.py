@@ -30,7 +30,18 @@ def plot_embeddings(
     ``out``: a t-SNE map of at most ``max_points`` items coloured by class (with ``images``,
     their thumbnails), or with ``retrieval`` a grid of ``queries`` random queries and their
     ``k`` nearest neighbours; ``seed`` draws the samples. Every argument and the output are
-    checked before any work. Returns the path written."""
+    checked before any work. Returns the path written.
+
+    Args:
+        embeddings: a .npz file written by cdml embed.
+        out: the PNG file to write.
+        retrieval: draw a retrieval grid instead of a t-SNE map.
+        images: t-SNE: draw image thumbnails.
+        queries: retrieval: the number of queries.
+        k: retrieval: neighbours per query.
+        max_points: t-SNE: subsample to this many.
+        seed: seed of the samples.
+    """
     check_seed(seed, "--seed")
     check_output(out, what=PNG_FIGURE, owned=is_cdml_png, inputs={"--embeddings": embeddings})
     arrays = load_embeddings(embeddings)
