@@ -107,9 +107,7 @@ def config_walk(argv: list[str]) -> dict[tuple[str, str], int]:
             caller = caller.f_back  # through Lightning's and the standard library's frames
         if caller is None:
             return
-        pair = tuple(
-            str(Path(f.f_code.co_filename).relative_to(PACKAGE)) for f in (caller, frame)
-        )
+        pair = tuple(str(Path(f.f_code.co_filename).relative_to(PACKAGE)) for f in (caller, frame))
         if pair[0] != pair[1]:
             edges[pair] = edges.get(pair, 0) + 1
 

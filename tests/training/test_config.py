@@ -82,9 +82,7 @@ def test_method_dependent_defaults():
     assert supervised.data.batch_size is None and supervised.data.flip is True
     assert supervised.model.normalize is True
     for loss in ("lifted", "npairs", "group"):  # trained on unnormalised embeddings
-        assert not resolve(
-            apply_overrides(RunConfig(), {"loss.name": loss})
-        ).model.normalize
+        assert not resolve(apply_overrides(RunConfig(), {"loss.name": loss})).model.normalize
     glyphs = resolve(apply_overrides(RunConfig(), {"data.dataset": "glyphs"}))
     assert glyphs.data.flip is False  # a mirrored character is another character
     unsupervised = resolve(apply_overrides(RunConfig(), {"loss.name": "cbswr"}))
