@@ -7,6 +7,15 @@ from pathlib import Path
 
 from cdml.cli import main as cdml
 
+# The short budget of the results scripts: 2 epochs of 15 batches, 20 images per class tested.
+BUDGET = [
+    "--epochs", "2",
+    "--set", "trainer.limit_train_batches=15",
+    "--set", "data.max_eval_per_class=20",
+    "--set", "trainer.progress_bar=false",
+    "--set", "trainer.report=false",
+]  # fmt: skip
+
 
 def cached_run(argv: list[str], out: Path) -> dict:
     """``cdml *argv --out out`` unless ``out/metrics.json`` exists; its content."""

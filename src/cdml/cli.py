@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import json
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,12 @@ from cdml.export import FORMATS, export_model
 from cdml.inference import embed_to_file, embed_with_checkpoint, evaluate_embeddings
 from cdml.losses import METHODS
 from cdml.metrics import METRICS
-from cdml.report import write_report
+from cdml.report import report_run, write_report
 from cdml.retrieval import KINDS, index_images, search_images
+from cdml.training.config import RunConfig, command_config, parse_yaml
+from cdml.training.results import run_tables
+from cdml.training.settings import add_flags, read_flags
+from cdml.tuning.study import tune
 from cdml.viz.embeddings_file import plot_embeddings
 
 
@@ -45,9 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from cdml.training.config import RunConfig
-    from cdml.training.settings import add_flags
-
     parser = Parser(prog="cdml", description="Clustering-aware deep metric learning.")
     parser.add_argument("--version", action="version", version=f"cdml {__version__}")
     commands = parser.add_subparsers(
@@ -68,13 +68,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "flags and --set override the config. Writes config.yaml, checkpoints/, logs/ and "
         "metrics.json to --out.",
     )  # fmt: skip
-    train.add_argument("--config", type=Path, help="YAML config file")
-    add_flags(train, RunConfig)
-    add_set_option(train, example="optim.head_lr=1e-3")
+    tune_ = command(
+        "tune", _run_tune, "search a method's settings on validation classes (Optuna)",
+        "Writes study.db (a rerun continues it), trials/, tune.json and best.yaml to --out.",
+    )  # fmt: skip
+    for sub in (train, tune_):
+        sub.add_argument("--config", type=Path, help="YAML config file")
+        add_flags(sub, RunConfig)
+        add_set_option(sub, example="optim.head_lr=1e-3")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument(
-        "--no-baseline", action="store_true", help="skip testing the untrained model"
-    )
+    train.add_argument("--no-baseline", action="store_true", help="no test of the untrained model")
+    add_options(tune_, tune, ["trials", "timeout", "train_best"])
 
     embed = command("embed", _run_embed, "embed a dataset split or an image folder")
     add_options(embed, embed_to_file, ["checkpoint", "out"])
@@ -97,7 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "A Barnes-Hut t-SNE map coloured by class (with --images, thumbnails), or with "
         "--retrieval a grid of queries and their neighbours framed green (same class) or red.",
     )  # fmt: skip
-    add_options(plot, plot_embeddings, _parameters(plot_embeddings))
+    add_options(plot, plot_embeddings)
 
     index = command(
         "index", _run_index, "build (or extend) a faiss index of a gallery's embeddings",
@@ -115,7 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "The queries are embedded with the checkpoint the index was built with; prints "
         "distances (similarities for an index of --metric cosine or ip).",
     )  # fmt: skip
-    add_options(search, search_images, _parameters(search_images), positional={"queries"})
+    add_options(search, search_images, positional={"queries"})
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     export = command(
@@ -123,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "Writes --out and beside it OUT.json: the input size, normalisation and layout, the "
         "embedding size, whether it is L2-normalised, and the checkpoint's sha256.",
     )  # fmt: skip
-    add_options(export, export_model, _parameters(export_model), choices={"format": FORMATS})
+    add_options(export, export_model, choices={"format": FORMATS})
 
     cluster = command(
         "cluster", _run_cluster,
@@ -132,8 +136,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "are known) and contact sheets of every cluster.",
     )  # fmt: skip
     add_options(
-        cluster, cluster_to_folder, _parameters(cluster_to_folder),
-        flags={"k": "--k"}, choices={"method": CLUSTER_METHODS},
+        cluster, cluster_to_folder, flags={"k": "--k"}, choices={"method": CLUSTER_METHODS}
     )  # fmt: skip
     _add_source(cluster)
 
@@ -151,21 +154,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "and --seed run any method with the same budget (the rows of docs/results.md).",
     )  # fmt: skip
     add_options(
-        demo, run_demo, _parameters(run_demo, but={"overrides"}),
+        demo, run_demo, but={"overrides"},
         choices={"loss": METHODS, "dataset": ("fashion-mnist", "digits")},
     )  # fmt: skip
     add_set_option(demo, example="loss.params.reconstruction_weight=0")
     return parser
-
-
-def _parameters(function: Any, but: Collection[str] = ()) -> list[str]:
-    """The keyword parameters of ``function`` a command offers: all but ``progress``,
-    ``**`` ones and ``but``."""
-    parameters = inspect.signature(function).parameters.values()
-    return [
-        p.name for p in parameters
-        if p.kind is not p.VAR_KEYWORD and p.name != "progress" and p.name not in but
-    ]  # fmt: skip
 
 
 def _add_source(parser: argparse.ArgumentParser, images: bool = True) -> None:
@@ -178,15 +171,15 @@ def _add_source(parser: argparse.ArgumentParser, images: bool = True) -> None:
 
 
 # train ------------------------------------------------------------------------------------
-def _run_train(args: argparse.Namespace) -> int:
-    from cdml.report import report_run
-    from cdml.training.config import RunConfig, command_config, parse_yaml
-    from cdml.training.results import run_tables
-    from cdml.training.run import train
-    from cdml.training.settings import read_flags
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config overrides of ``cdml train``'s and ``cdml tune``'s flags and ``--set``."""
+    return {**read_flags(args, RunConfig, parse_yaml), **read_sets(args.set)}
 
-    overrides = {**read_flags(args, RunConfig, parse_yaml), **read_sets(args.set)}
-    config = command_config(args.config, overrides, resume=args.resume)
+
+def _run_train(args: argparse.Namespace) -> int:
+    from cdml.training.run import train
+
+    config = command_config(args.config, _overrides(args), resume=args.resume)
     console.print(f"run folder: {Path(config.out).resolve()}")
     results = train(config, resume=args.resume, baseline=not args.no_baseline)
     for table in run_tables(results, config.loss.name, config.data.dataset):
@@ -197,6 +190,19 @@ def _run_train(args: argparse.Namespace) -> int:
         f"checkpoints/, logs/ (best checkpoint: {results['checkpoint']})"
         + (f", {report.name}" if report else "")
     )
+    return 0
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    config = command_config(args.config, _overrides(args))
+    result = tune(config, **keywords(args))
+    console.print(
+        f"best: trial {result.trial} of {sum(result.states.values())} ({result.states}), "
+        f"{result.metric} {100 * result.value:.2f} %; its config: {result.config} "
+        f"(cdml train --config {result.config})"
+    )
+    for table in run_tables(result.trained or {}, config.loss.name, config.data.dataset):
+        console.print(table)
     return 0
 
 

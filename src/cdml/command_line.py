@@ -146,13 +146,15 @@ def parameter_docs(function: Callable[..., Any]) -> dict[str, str]:
 def add_options(
     parser: argparse.ArgumentParser,
     function: Callable[..., Any],
-    names: Iterable[str],
+    names: Iterable[str] | None = None,
     *,
+    but: Collection[str] = (),
     positional: Collection[str] = (),
     flags: Mapping[str, str] | None = None,
     choices: Mapping[str, Iterable[Any]] | None = None,
 ) -> None:
-    """One option of ``parser`` per parameter ``names`` of ``function``.
+    """One option of ``parser`` per parameter ``names`` of ``function`` (default: every
+    keyword parameter but ``progress``, ``**`` ones and those in ``but``).
 
     Its default is the parameter's (none: a required option); its help the parameter's
     entry in the docstring's ``Args:``; its flag ``--name-with-dashes`` (``-k`` for one
@@ -167,6 +169,11 @@ def add_options(
     hints = typing.get_type_hints(function)
     parameters = inspect.signature(function).parameters
     docs = parameter_docs(function)
+    if names is None:
+        names = [
+            p.name for p in parameters.values()
+            if p.kind is not p.VAR_KEYWORD and p.name != "progress" and p.name not in but
+        ]  # fmt: skip
     names = list(names)
     for name in names:
         if name not in docs:

@@ -9,7 +9,14 @@ import pytest
 from fontTools.ttLib import TTFont
 
 from cdml.data import glyphs, load_dataset
-from cdml.data.glyphs import GROUPS, class_order, find_fonts, load_glyphs, render_glyphs
+from cdml.data.glyphs import (
+    GROUPS,
+    SHIFTED_TRAIN_GROUPS,
+    class_order,
+    find_fonts,
+    load_glyphs,
+    render_glyphs,
+)
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 needs_dejavu = pytest.mark.skipif(
@@ -96,6 +103,20 @@ def test_class_order_splits_every_group():
     for chars in GROUPS.values():
         assert train & set(chars) and test & set(chars)
     assert "A" in train and "B" in test  # alternate characters in code-point order
+
+
+@needs_dejavu
+def test_the_shifted_split_trains_on_some_scripts_and_tests_on_the_others(font_folder):
+    train = load_dataset("glyphs-shifted", font_folder, "train", strict=False, min_families=2)
+    test = load_dataset("glyphs-shifted", font_folder, "test", strict=False, min_families=2)
+    group_of = {char: group for group, chars in GROUPS.items() for char in chars}
+    train_groups = {group_of[name.split(" ", 1)[1]] for name in train.class_names}
+    test_groups = {group_of[name.split(" ", 1)[1]] for name in test.class_names}
+    assert train_groups == set(SHIFTED_TRAIN_GROUPS)
+    assert test_groups == set(GROUPS) - set(SHIFTED_TRAIN_GROUPS)
+    # the same renderings as glyphs, cut otherwise
+    every = load_dataset("glyphs", font_folder, "train", strict=False, min_families=2)
+    assert train.num_classes + test.num_classes > every.num_classes
 
 
 @needs_dejavu

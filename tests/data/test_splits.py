@@ -41,6 +41,16 @@ def test_same_seed_same_split_and_seeds_differ():
     assert len({tuple(n) for n in names.values()}) > 1
 
 
+def test_a_contiguous_split_holds_out_the_last_classes_whatever_the_seed():
+    dataset = dataset_of([2] * 10)
+    for seed in range(3):
+        train, validation = split_validation_classes(dataset, 0.3, seed, how="contiguous")
+        assert validation.class_names == ["class7", "class8", "class9"]
+        assert train.class_names == [f"class{c}" for c in range(7)]
+    with pytest.raises(ValueError, match="how must be one of random, contiguous, got 'last'"):
+        split_validation_classes(dataset, 0.3, how="last")
+
+
 def test_always_leaves_a_class_on_each_side():
     train, validation = split_validation_classes(dataset_of([2, 2]), 0.9)
     assert (train.num_classes, validation.num_classes) == (1, 1)

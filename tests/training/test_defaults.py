@@ -66,6 +66,13 @@ def test_every_builtin_dataset_and_loss_gets_batches(dataset, loss):
     assert torch.isfinite(create_method(loss, **params)(embeddings, labels))
 
 
+def test_a_contiguous_validation_split_holds_out_the_last_training_classes():
+    settings = {"data.val_fraction": 0.4, "data.val_split": "contiguous"}
+    data = data_of("digits", "facility", **settings)  # training digits 0-4
+    assert data.val_set.class_names == ["3", "4"]
+    assert "(contiguous)" in data.describe()
+
+
 def test_a_value_the_data_cannot_satisfy_names_its_flag():
     with pytest.raises(ValueError, match=r"--classes-per-batch\) is 16.*holds 5 classes"):
         data_of("digits", "triplet", **{"data.classes_per_batch": 16})

@@ -36,9 +36,10 @@ def test_validation_classes_follow_the_training_classes_and_the_method():
     facility, sme = config_of(), config_of(**{"loss.name": "sme"})
     assert resolve(facility, facts(20)).data.val_fraction == 0.2
     assert resolve(facility, facts(10)).data.val_fraction == 0.0  # 2 < 4 classes
-    assert resolve(sme, facts(20)).data.val_fraction == 0.0
-    with pytest.raises(ValueError, match="val_fraction must be 0 for the unsupervised"):
-        resolve(config_of(**{"loss.name": "sme", "data.val_fraction": 0.2}))
+    assert resolve(sme, facts(20)).data.val_fraction == 0.0  # reads no label unless asked
+    # Asked (model selection on labelled classes, as cdml tune does): 4 classes held out.
+    asked = resolve(config_of(**{"loss.name": "sme", "data.val_fraction": 0.2}), facts(20))
+    assert (asked.data.val_fraction, asked.data.batch_size) == (0.2, 64)
 
 
 def test_the_complete_config_is_resolved_once_and_records_the_weights():

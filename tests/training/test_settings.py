@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
+from cdml import cli
 from cdml.cli import main
 from cdml.training import config as config_module
 from cdml.training.config import DataConfig, RunConfig, TrainerConfig
@@ -28,6 +29,7 @@ class RunWithJitter(RunConfig):
 @pytest.fixture
 def jitter(monkeypatch):
     monkeypatch.setattr(config_module, "RunConfig", RunWithJitter)
+    monkeypatch.setattr(cli, "RunConfig", RunWithJitter)
 
 
 def test_a_new_setting_is_in_the_help_the_flags_the_checks_and_config_yaml(

@@ -133,7 +133,7 @@ def test_an_unlabelled_folder_trains_without_evaluation(digit_images, tmp_path, 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--set", "data.val_fraction=0.2"], "val_fraction must be 0"),
+        (["--val-split", "last"], "--val-split"),
         (["--set", "loss.params.colour=1"], "loss.params of 'cbswr'"),
         (["--set", "loss.params.rim_weight=-1"], "rim_weight must be finite"),
     ],

@@ -14,9 +14,11 @@ sans fonts). Classes drawn by fewer than ``MIN_FAMILIES`` families are left out.
 
 Zero-shot split: the class list takes every other character of each group in code-point
 order for ``"train"`` (the first half of the class numbers), the others for ``"test"``, so
-both halves hold every script. Rendering takes seconds; the images are cached in
-``$XDG_CACHE_HOME/cdml`` (``~/.cache/cdml``), keyed by the font files and this module's
-settings.
+both halves hold every script. ``glyphs-shifted`` cuts by script instead: digits, Latin and
+Latin-1 letters train, Greek, Cyrillic and symbols test, so the unseen classes differ in
+kind from the training ones (as CUB's, Cars' and SOP's unseen halves hold other families).
+Rendering takes seconds; the images are cached in ``$XDG_CACHE_HOME/cdml``
+(``~/.cache/cdml``), keyed by the font files and this module's settings.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ GROUPS: dict[str, str] = {
     "symbols": _chars((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7E))
     + "¡¢£¥§©«¬®°±¶»¼½¾¿×÷€‰†‡•™‹›∞≈≠≤≥√∂∑∫",
 }
+# glyphs-shifted: the groups of the training half; the others are unseen.
+SHIFTED_TRAIN_GROUPS = ("digits", "latin", "latin-1")
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,16 @@ def _fonts_file(fonts: list[GlyphFont]) -> Path:
     return _cache_dir() / f"glyph-fonts-{_cache_key(fonts, 0)}.json"
 
 
+def shifted_class_order() -> list[str]:
+    """Every candidate character, train half first: the groups of
+    :data:`SHIFTED_TRAIN_GROUPS`, then the others, each in code-point order."""
+    train = [c for g in SHIFTED_TRAIN_GROUPS for c in sorted(GROUPS[g])]
+    test = [
+        c for g, chars in GROUPS.items() if g not in SHIFTED_TRAIN_GROUPS for c in sorted(chars)
+    ]
+    return train + test
+
+
 @register_dataset("glyphs", "characters rendered from the installed fonts", mirror_sensitive=True)
 def load_glyphs(
     root: str | Path | None = None,
@@ -205,9 +219,44 @@ def load_glyphs(
         min_families: leave out the classes drawn by fewer distinct families.
         skip_bad: accepted for every dataset; rendered images have nothing to skip.
     """
+    return _glyph_split(root, split, transform, strict, min_families, class_order(), _train_count())
+
+
+@register_dataset(
+    "glyphs-shifted",
+    "glyphs cut by script: Latin trains, Greek, Cyrillic and symbols are unseen",
+    mirror_sensitive=True,
+)
+def load_glyphs_shifted(
+    root: str | Path | None = None,
+    split: str = "train",
+    transform: Callable[[Any], Any] | None = None,
+    *,
+    strict: bool = True,
+    min_families: int = MIN_FAMILIES,
+    skip_bad: bool = False,
+) -> ArrayImageDataset:
+    """The glyphs benchmark cut by script (:func:`shifted_class_order`): digits, Latin and
+    Latin-1 letters for ``"train"``, Greek, Cyrillic and symbols for ``"test"``; the
+    arguments are :func:`load_glyphs`'."""
+    order = shifted_class_order()
+    train_count = sum(len(GROUPS[g]) for g in SHIFTED_TRAIN_GROUPS)
+    return _glyph_split(root, split, transform, strict, min_families, order, train_count)
+
+
+def _glyph_split(
+    root: str | Path | None,
+    split: str,
+    transform: Callable[[Any], Any] | None,
+    strict: bool,
+    min_families: int,
+    order: list[str],
+    train_count: int,
+) -> ArrayImageDataset:
+    """The ``split`` half of the rendered glyphs whose classes, in ``order``, are the first
+    ``train_count`` characters (``"train"``) or the rest."""
     check_split(split)
     glyphs = _loaded(str(Path(FONT_ROOT if root is None else root).resolve()), min_families)
-    order = class_order()
     rendered = set(glyphs.chars.tolist())
     classes = [c for c in order if c in rendered]
     if strict:
@@ -219,7 +268,7 @@ def load_glyphs(
                 f"of {MIN_MEAN_FAMILIES} ({FONT_PACKAGES_HINT}); load_glyphs(..., "
                 "strict=False) uses them as they are"
             )
-    train_chars = set(order[: _train_count()])
+    train_chars = set(order[:train_count])
     wanted = [c for c in classes if (c in train_chars) == (split == "train")]
     index = {c: i for i, c in enumerate(wanted)}
     keep = np.flatnonzero([c in index for c in glyphs.chars.tolist()])

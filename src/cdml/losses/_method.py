@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from cdml.distributed import gather_with_grad
+from cdml.tuning.knob import Knob
 
 # Batch kinds. LABELLED: ``(images (B, 3, H, W), labels (B,))`` from a class-balanced sampler.
 # VIEWS: ``(views, indices)``, a tuple of augmented image batches of unlabelled images
@@ -46,6 +47,8 @@ class Method(nn.Module):
     - ``default_embedding_size``: the embedding size when the run gives none.
     - ``default_loss_lr``: the learning rate of the parameters the method owns (a classifier,
       a cluster head) when the run's ``optim.loss_lr`` gives none.
+    - ``search_space``: the ranges ``cdml tune`` searches for the method's own settings, by
+      constructor argument (``loss.params.NAME``) or dotted config key (``optim.loss_lr``).
     """
 
     batch_kind: ClassVar[str] = LABELLED
@@ -54,6 +57,7 @@ class Method(nn.Module):
     normalize_embeddings: ClassVar[bool] = True
     default_embedding_size: ClassVar[int] = 64
     default_loss_lr: ClassVar[float] = 1e-3
+    search_space: ClassVar[dict[str, Knob]] = {}
 
     def batch_loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss of one batch of ``batch_kind`` for ``model`` (images ->

@@ -16,6 +16,7 @@ from cdml.metrics import nearest_neighbours
 from cdml.models import EmbeddingModel
 from cdml.models.cluster_head import ClusterHead
 from cdml.models.decoder import ReconstructionDecoder, centroid_feature_maps
+from cdml.tuning.knob import Knob
 
 from ._method import ViewsMethod
 from ._registry import register_method
@@ -59,6 +60,15 @@ class CBSwRObjective(ViewsMethod):
     """
 
     needs = ("model", "image_size", "mean", "std")
+
+    search_space = {
+        "num_clusters": Knob(choices=(16, 32, 64, 128)),
+        "temperature": Knob(0.03, 0.3, log=True),
+        "metric_weight": Knob(0.1, 1.0),
+        "rim_weight": Knob(0.01, 1.0, log=True),
+        "reconstruction_weight": Knob(1e-4, 1e-1, log=True),
+        "optim.loss_lr": Knob(1e-4, 1e-1, log=True),  # the cluster head's
+    }
 
     def __init__(
         self,

@@ -6,6 +6,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from cdml.tuning.knob import Knob
+
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import distances
@@ -76,6 +78,11 @@ class FacilityLocationLoss(MetricLoss):
     ``last_clustering_score`` ``max(0, score(labels, g(S*)))`` hold detached tensors for
     logging; :attr:`statistics` gathers the three scores by name.
     """
+
+    search_space = {
+        "margin_multiplier": Knob(0.1, 10.0, log=True),
+        "margin_decay": Knob(0.8, 1.0),
+    }
 
     def __init__(
         self,

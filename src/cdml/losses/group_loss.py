@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
+from cdml.tuning.knob import Knob
+
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter, prepare_inputs
 from ._method import embed_labelled_batch
@@ -52,6 +54,12 @@ class GroupLoss(MetricLoss):
     # 24, unit vectors give nearly uniform priors).
     normalize_embeddings = False
     needs = ("embedding_size", "num_classes")
+
+    search_space = {
+        "temperature": Knob(1.0, 100.0, log=True),
+        "num_iters": Knob(1, 5, integer=True),
+        "optim.loss_lr": Knob(1e-4, 1e-1, log=True),  # the classifier's
+    }
 
     def __init__(
         self,

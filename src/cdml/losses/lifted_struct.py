@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cdml.tuning.knob import Knob
+
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import distances, same_label
@@ -32,6 +34,8 @@ class LiftedStructLoss(MetricLoss):
     """
 
     normalize_embeddings = False  # seed 000 trains it on unnormalised embeddings
+
+    search_space = {"margin": Knob(0.1, 2.0, log=True)}
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()

@@ -19,6 +19,7 @@ from cdml.data.unlabelled import TuplePairing
 from cdml.metrics import nearest_neighbours
 from cdml.models import EmbeddingModel
 from cdml.progress import Progress
+from cdml.tuning.knob import Knob
 
 from ._inputs import check_hyperparameter, full_precision, no_autocast
 from ._method import ViewsMethod
@@ -226,6 +227,12 @@ class MOMObjective(ViewsMethod):
         max_anchors: default 2,048 (an epoch of 32 batches of 64 anchors).
         mining: other keyword arguments of :func:`cdml.losses.mom.manifold_tuples`.
     """
+
+    search_space = {
+        "margin": Knob(0.1, 1.0),
+        "max_images": Knob(choices=(4096, 16384)),
+        "max_anchors": Knob(choices=(512, 2048, 8192)),
+    }
 
     def __init__(
         self,

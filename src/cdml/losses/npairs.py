@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cdml.tuning.knob import Knob
+
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import rank_in_class, same_label
@@ -34,6 +36,8 @@ class NPairsLoss(MetricLoss):
 
     images_per_class = 2  # an anchor and a positive per class (C/n = 0.5)
     normalize_embeddings = False  # seed 000: dot-product logits of unnormalised embeddings
+
+    search_space = {"reg_lambda": Knob(1e-4, 1e-1, log=True)}
 
     def __init__(self, reg_lambda: float = 0.002) -> None:
         super().__init__()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cdml.models import EmbeddingModel
+from cdml.tuning.knob import Knob
 
 from ._inputs import check_hyperparameter, full_precision, no_autocast
 from ._method import ViewsMethod
@@ -87,6 +88,8 @@ class SMEObjective(ViewsMethod):
         temperature: default 0.1.
         detach_keys: gradients through the query rows only, as the authors' code (default).
     """
+
+    search_space = {"temperature": Knob(0.03, 0.3, log=True)}
 
     def __init__(self, temperature: float = 0.1, detach_keys: bool = True) -> None:
         super().__init__()

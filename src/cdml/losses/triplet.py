@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cdml.tuning.knob import Knob
+
 from ._base import MetricLoss
 from ._inputs import check_hyperparameter
 from ._pairwise import same_label, squared_distances
@@ -30,6 +32,8 @@ class TripletSemihardLoss(MetricLoss):
 
     Shapes: ``embeddings (n, d)``, ``labels (n,)`` -> scalar.
     """
+
+    search_space = {"margin": Knob(0.01, 2.0, log=True)}
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()

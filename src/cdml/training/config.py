@@ -28,6 +28,14 @@ def _in_unit_interval(value: float) -> str | None:
     return None if 0 <= value < 1 else "in [0, 1)"
 
 
+def _in_open_unit_interval(value: float) -> str | None:
+    return None if 0 < value < 1 else "in (0, 1)"
+
+
+def _in_closed_unit_interval(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "in [0, 1]"
+
+
 def _crop_scale(value: list[float]) -> str | None:
     good = len(value) == 2 and 0 < value[0] <= value[1] <= 1
     return None if good else "[low, high] with 0 < low <= high <= 1"
@@ -90,6 +98,12 @@ def _methods() -> str:
     )
 
 
+def _validation_split(how: str) -> str | None:
+    from cdml.data.splits import VALIDATION_SPLITS
+
+    return None if how in VALIDATION_SPLITS else f"one of {', '.join(VALIDATION_SPLITS)}"
+
+
 def _positive_ks(ks: list[int]) -> str | None:
     return None if all(k >= 1 for k in ks) else "positive"
 
@@ -145,8 +159,16 @@ class DataConfig:
         None,
         check=_in_unit_interval,
         help="share of the training classes held out for model selection; null: 0.2 when "
-        "that holds out at least 4 classes, else 0; always 0 for the unsupervised methods "
-        "(choosing the classes would read the training labels)",
+        "that holds out at least 4 classes, else 0; 0 for the unsupervised methods unless "
+        "given (the held-out classes are labelled: selecting on them reads labels, as the "
+        "papers' reported numbers and cdml tune do)",
+    )
+    val_split: str = setting(
+        "random",
+        flag="--val-split",
+        check=_validation_split,
+        help="which training classes are held out: random (a seeded sample) or contiguous "
+        "(the last block of the sorted classes, cut as the test half is)",
     )
     max_eval_per_class: int | None = setting(
         None,
@@ -274,6 +296,18 @@ class TrainerConfig:
         help="experiment trackers (Lightning's loggers): csv, tensorboard (logs/version_N/), "
         "wandb (W&B's settings, e.g. WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else "
         "an SQLite store, the run folder's mlflow.db)",
+    )
+    ema_decay: float | None = setting(
+        None,
+        check=_in_open_unit_interval,
+        help="validate, checkpoint and finish with an exponential moving average of the "
+        "weights with this decay (e.g. 0.9); null: the latest weights",
+    )
+    backbone_interpolation: float | None = setting(
+        None,
+        check=_in_closed_unit_interval,
+        help="WiSE-FT: validate, checkpoint and finish with the backbone at pretrained + "
+        "alpha x (trained - pretrained), alpha in [0, 1]; null: the trained backbone",
     )
     sync_batchnorm: bool = setting(
         False,

@@ -26,11 +26,12 @@ from cdml.training.resolve import Facts, resolve
 
 
 def load_data(
-    config: RunConfig, mean: Sequence[float], std: Sequence[float]
+    config: RunConfig, mean: Sequence[float], std: Sequence[float], test: bool = True
 ) -> tuple[RunConfig, MetricLearningDataModule]:
-    """Load the zero-shot halves of ``config.data``'s dataset and return the complete config
-    (:func:`~cdml.training.resolve.resolve` with the data's facts and the weights' ``mean``
-    and ``std``) and the data module of that config."""
+    """Load the zero-shot halves of ``config.data``'s dataset (the training half alone
+    unless ``test``) and return the complete config (:func:`~cdml.training.resolve.resolve`
+    with the data's facts and the weights' ``mean`` and ``std``) and the data module of that
+    config."""
     data = config.data
     options = {"skip_bad": data.skip_bad}
     train = load_dataset(data.dataset, data.root, "train", **options)
@@ -38,7 +39,7 @@ def load_data(
     # are not tested.
     test = (
         load_dataset(data.dataset, data.root, "test", **options)
-        if dataset_info(data.dataset).labelled
+        if test and dataset_info(data.dataset).labelled
         else None
     )
     config = resolve(config, Facts(train.labels, tuple(mean), tuple(std)))
@@ -65,7 +66,8 @@ class MetricLearningDataModule(L.LightningDataModule):
       or anchor / positive / negative images) that carry no label, seeded the same way;
       :attr:`sampler` takes the method's pairing, and an epoch draws as many images as the
       trained method's ``images_per_epoch`` says (all but for MOM's bounded anchors).
-      No validation classes are carved out (that would read the training labels).
+      No validation classes are carved out unless ``val_fraction`` asks (that reads the
+      labels that choose them; the training images' labels still reach no method).
 
     ``config`` is complete (:func:`load_data` resolves it); ``train`` and ``test`` are the
     dataset's halves as loaded (``test`` None: not tested). The test split is the unseen
@@ -91,7 +93,7 @@ class MetricLearningDataModule(L.LightningDataModule):
         train.transform = self.train_transform
         if config.val_fraction:
             self.train_set, self.val_set = split_validation_classes(
-                train, config.val_fraction, seed=seed
+                train, config.val_fraction, seed=seed, how=config.val_split
             )
             self.val_set.transform = self.test_transform
         else:
@@ -108,16 +110,16 @@ class MetricLearningDataModule(L.LightningDataModule):
     def describe(self) -> str:
         """One line on the resolved batches and the validation split."""
         config, train = self.config, self.train_set
-        if self.batch_kind == VIEWS:
-            return (
-                f"{config.dataset}: {len(train):,} training images, labels not read; batches "
-                f"of {config.batch_size} images; validation: none (the last epoch is kept)"
-            )
         validation = (
-            f"{self.val_set.num_classes} held-out training classes"
+            f"{self.val_set.num_classes} held-out training classes ({config.val_split})"
             if self.val_set is not None
             else "none (the last epoch is kept)"
         )
+        if self.batch_kind == VIEWS:
+            return (
+                f"{config.dataset}: {len(train):,} training images, labels not read; batches "
+                f"of {config.batch_size} images; validation: {validation}"
+            )
         return (
             f"{config.dataset}: {len(train):,} training images of {train.num_classes} "
             f"classes; batches of {config.batch_size} from {config.classes_per_batch} "

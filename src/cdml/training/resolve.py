@@ -32,12 +32,13 @@ class Facts:
     """What the defaults depend on beyond the config's names.
 
     ``train_labels``: ``(n,)`` class ids of the dataset's training half, before validation
-    classes are held out; ``mean``, ``std``: the backbone weights' input normalisation.
+    classes are held out; ``mean``, ``std``: the backbone weights' input normalisation
+    (None: not known yet, ``data.mean`` and ``data.std`` stay as they are).
     """
 
     train_labels: np.ndarray
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def resolve(config: RunConfig, facts: Facts | None = None) -> RunConfig:
@@ -46,7 +47,8 @@ def resolve(config: RunConfig, facts: Facts | None = None) -> RunConfig:
 
     Always: the settings whose default follows from the method or the dataset's name
     (``model.embedding_size``, ``model.normalize``, ``optim.loss_lr``, ``data.flip``, no
-    validation classes for the unsupervised methods), then every check that needs no data.
+    validation classes for the unsupervised methods unless given), then every check that
+    needs no data.
     With ``facts``: ``data.val_fraction`` (0.2 when that holds out at least 4 classes, else
     0), ``data.batch_size`` and ``data.classes_per_batch`` for the training classes left
     after it, and ``data.mean`` / ``data.std`` (the weights' own). Resolving a resolved
@@ -74,7 +76,8 @@ def resolve(config: RunConfig, facts: Facts | None = None) -> RunConfig:
         data = replace(data, val_fraction=fraction)
     images, classes = _training_sizes(data, facts.train_labels, config.trainer.seed)
     data = _batches(data, images, classes, method, held_out=data.val_fraction > 0)
-    data = replace(data, mean=data.mean or list(facts.mean), std=data.std or list(facts.std))
+    if facts.mean is not None and facts.std is not None:
+        data = replace(data, mean=data.mean or list(facts.mean), std=data.std or list(facts.std))
     return replace(config, data=data)
 
 
@@ -83,12 +86,9 @@ def _by_name(config: RunConfig, method: Any, info: Any) -> RunConfig:
     from cdml.losses import VIEWS
 
     m, o, d = config.model, config.optim, config.data
-    if method.batch_kind == VIEWS:
-        if d.val_fraction:
-            raise ValueError(
-                "data.val_fraction must be 0 for the unsupervised methods: holding out "
-                "training classes would read the training labels"
-            )
+    if method.batch_kind == VIEWS and d.val_fraction is None:
+        # Holding out classes reads the training labels: an unsupervised run does only when
+        # asked (model selection on labelled classes, as cdml tune does).
         d = replace(d, val_fraction=0.0)
     return replace(
         config,
@@ -112,7 +112,7 @@ def _training_sizes(data: DataConfig, labels: np.ndarray, seed: int) -> tuple[in
     classes = np.unique(labels)
     if not data.val_fraction:
         return len(labels), len(classes)
-    held_out = validation_classes(labels, data.val_fraction, seed)
+    held_out = validation_classes(labels, data.val_fraction, seed, data.val_split)
     if len(held_out) < 2:
         raise ValueError(
             f"data.val_fraction {data.val_fraction} holds out {len(held_out)} of the "
@@ -239,6 +239,8 @@ def check_ranges(config: RunConfig) -> None:
 
         if not torch.cuda.is_available():
             raise bad("trainer.accelerator", "'cpu' or 'auto' here: no CUDA device")
+    if t.ema_decay is not None and t.backbone_interpolation is not None:
+        raise bad("trainer.backbone_interpolation", "null with trainer.ema_decay (one or other)")
     from cdml.training.loggers import check_loggers
 
     check_loggers(t.loggers)

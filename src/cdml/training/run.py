@@ -6,11 +6,12 @@ import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 from cdml.console import console
@@ -18,6 +19,7 @@ from cdml.data import dataset_info
 from cdml.io import remove_temporaries, write_json, write_text
 from cdml.losses import RunInfo, create_method
 from cdml.models import EmbeddingModel, build_model
+from cdml.training.averaging import weight_averaging
 from cdml.training.callbacks import UNTRAINED_EPOCH, AtomicCheckpointIO, BestCheckpoint
 from cdml.training.config import RunConfig
 from cdml.training.datamodule import load_data
@@ -73,7 +75,13 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
-def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dict[str, Any]:
+def train(
+    config: RunConfig,
+    resume: bool = False,
+    baseline: bool = True,
+    test: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
     """Train as ``config`` says, write the run folder, return its ``metrics.json`` content.
 
     The folder ``config.out`` receives ``config.yaml``, ``checkpoints/{best,last}.ckpt``,
@@ -84,7 +92,9 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     classes; higher is better) among the epochs and the untrained
     model (pretrained backbone, random head; ``best_epoch`` -1), which is validated first;
     without a validation split the last one is used. ``baseline`` also tests the untrained
-    model. The run's report (``trainer.report``) is its caller's to write:
+    model; without ``test`` the test split is not even loaded (a tuner's runs, which must
+    never read a test label). ``callbacks`` join the trainer's (e.g. a tuner's pruning).
+    The run's report (``trainer.report``) is its caller's to write:
     :func:`cdml.report.report_run`.
     """
     config = resolve(config)
@@ -99,19 +109,20 @@ def train(config: RunConfig, resume: bool = False, baseline: bool = True) -> dic
     with run_lock(out) if is_zero else contextlib.nullcontext():
         if is_zero:  # what a process killed while writing a checkpoint left
             remove_temporaries(out / "checkpoints", ".ckpt")
-        return _train(config, out, resume, resume_from, baseline, is_zero)
+        return _train(config, out, resume, resume_from, baseline, is_zero, test, callbacks)
 
 
 def _train(
     config: RunConfig, out: Path, resume: bool, resume_from: Path | None, baseline: bool,
-    is_zero: bool,
+    is_zero: bool, test: bool, extra_callbacks: Sequence[Callback],
 ) -> dict[str, Any]:  # fmt: skip
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
     model = build_model(config.model)
     # The weights' input normalisation is recorded, so the run folder describes itself.
-    config, data = load_data(config, model.data_config["mean"], model.data_config["std"])
+    mean, std = model.data_config["mean"], model.data_config["std"]
+    config, data = load_data(config, mean, std, test=test)
     module = build_module(config, model, data.num_train_classes)
     untrained_file = out / UNTRAINED_FILE
     if resume:  # read-only: every process refuses, so that none waits for the others
@@ -135,10 +146,11 @@ def _train(
         enable_version_counter=False,
     )
     callbacks = [best_checkpoint, last_checkpoint] if has_val else [last_checkpoint]
+    callbacks += [*weight_averaging(config.trainer), *extra_callbacks]
     trainer = _trainer(config, out, callbacks=callbacks)
 
     has_test = data.test_set is not None
-    if not has_test and is_zero:
+    if not has_test and test and is_zero:
         console.print(
             f"{config.data.dataset} has no labelled test split (no test images): the run reports "
             "no test metrics (evaluate its checkpoint with cdml evaluate --checkpoint on a "
