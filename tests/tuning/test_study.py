@@ -15,7 +15,7 @@ from cdml.losses._method import RunInfo
 from cdml.training.config import RunConfig, apply_overrides
 from cdml.training.resolve import Facts, resolve
 from cdml.tuning.space import search_space, starting_point
-from cdml.tuning.study import STUDY_FILE, STUDY_NAME, knob_importance
+from cdml.tuning.study import STUDY_FILE, STUDY_NAME, TUNE_MARK, knob_importance
 
 # A search of seconds: timm's small test network on 16-pixel digits.
 TINY = [
@@ -87,6 +87,22 @@ def test_a_killed_search_continues_and_its_best_config_trains(tmp_path, capsys):
     assert (
         main(["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "again")]) == 0
     )
+
+
+def test_a_search_killed_in_its_first_trial_starts_again_from_the_config(tmp_path):
+    csv = write_digits_csv(tmp_path)
+    fresh, killed = tmp_path / "fresh", tmp_path / "killed"
+    assert run_tune(csv, fresh, "--trials", "1") == 0
+    killed.mkdir()
+    (killed / TUNE_MARK).touch()
+    storage = f"sqlite:///{killed / STUDY_FILE}"
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize")
+    study.enqueue_trial({"optim.name": "sgd"})
+    study.ask()  # its first trial, running when the search was killed
+    assert run_tune(csv, killed, "--trials", "1") == 0
+    trials = study_of(killed)["trials"]
+    assert [t["state"] for t in trials] == ["fail", "complete"]
+    assert trials[1]["overrides"] == study_of(fresh)["trials"][0]["overrides"]
 
 
 def test_a_folder_of_other_files_and_bad_counts_are_refused(tmp_path, capsys):

@@ -103,9 +103,10 @@ def tune(
             load_if_exists=True,
         )
         _fail_interrupted(study, storage, out)
-        if not study.get_trials():
-            study.enqueue_trial(starting_point(complete, space))
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        waiting = (optuna.trial.TrialState.WAITING,)
+        if not study.get_trials(states=finished + waiting):  # a new search, or its first killed
+            study.enqueue_trial(starting_point(complete, space))
         done = len(study.get_trials(states=finished))
         if done:
             console.print(f"{out}: continuing the search after {done} finished trials")
