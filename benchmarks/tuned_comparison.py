@@ -2,11 +2,12 @@
 validation classes of a benchmark, then its best config trained and tested on the unseen
 classes (``--train-best``), beside the same method with cdml's defaults.
 
-Every method gets the same budget: ``--trials`` trials of at most the budget's epochs and
-batches, each scored on the validation classes only; the first trial is the method's
-defaults. A study in progress continues where it stopped (its folder holds the SQLite
-study), a finished one is read, and one run again with more ``--trials`` goes on from its
-trials and trains its best config again. The table gives each study's best trial and its
+An unsupervised method holds out labelled validation classes for both runs (20 %), as ``cdml
+tune`` needs. Every method gets the same budget: ``--trials`` trials of at most the budget's
+epochs and batches, each scored on the validation classes only; the first trial is the
+method's defaults. A study in progress continues where it stopped (its folder holds the
+SQLite study), a finished one is read, and one run again with more ``--trials`` goes on from
+its trials and trains its best config again. The table gives each study's best trial and its
 three most important knobs (fANOVA over the complete trials).
 
 Run: ``.venv/bin/python benchmarks/tuned_comparison.py [--dataset glyphs-shifted]
@@ -24,6 +25,7 @@ import optuna
 from cached_run import BUDGET, cached_run
 
 from cdml.cli import main as cdml
+from cdml.losses import METHODS, VIEWS
 from cdml.tuning.study import STUDY_FILE, STUDY_NAME, knob_importance
 
 
@@ -42,6 +44,8 @@ def main() -> None:
     rows = []
     for loss in args.losses.split(","):
         base = ["--dataset", args.dataset, "--loss", loss, "--val-split", "contiguous", *BUDGET]
+        if METHODS[loss].batch_kind == VIEWS:  # scored on labelled validation classes too
+            base += ["--set", "data.val_fraction=0.2"]
         default = cached_run(["train", *base], args.out / args.dataset / loss / "default")
         folder = args.out / args.dataset / loss / "tune"
         if finished(folder) < args.trials or not (folder / "best" / "metrics.json").is_file():

@@ -73,6 +73,12 @@ def test_a_contiguous_validation_split_holds_out_the_last_training_classes():
     assert "(contiguous)" in data.describe()
 
 
+def test_an_unsupervised_run_says_whether_it_reads_labels():
+    assert "labels not read" in data_of("digits", "sme").describe()
+    asked = data_of("digits", "sme", **{"data.val_fraction": 0.4}).describe()
+    assert "labels only to hold out validation classes" in asked
+
+
 def test_a_value_the_data_cannot_satisfy_names_its_flag():
     with pytest.raises(ValueError, match=r"--classes-per-batch\) is 16.*holds 5 classes"):
         data_of("digits", "triplet", **{"data.classes_per_batch": 16})

@@ -116,8 +116,9 @@ class MetricLearningDataModule(L.LightningDataModule):
             else "none (the last epoch is kept)"
         )
         if self.batch_kind == VIEWS:
+            labels = "only to hold out validation classes" if self.val_set else "not read"
             return (
-                f"{config.dataset}: {len(train):,} training images, labels not read; batches "
+                f"{config.dataset}: {len(train):,} training images, labels {labels}; batches "
                 f"of {config.batch_size} images; validation: {validation}"
             )
         return (
