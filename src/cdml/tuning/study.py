@@ -82,13 +82,13 @@ def tune(
         raise ValueError(f"--timeout must be positive, got {timeout}")
     config = resolve(config)  # every check that needs no data, before any work
     out = Path(config.out)
-    _prepare(out)
     complete, train_classes = _complete(config)
     if not complete.data.val_fraction:
         raise ValueError(
             "cdml tune needs validation classes: data.val_fraction resolved to 0 for "
             f"{config.data.dataset} with {config.loss.name}; give --set data.val_fraction=0.2"
         )
+    _prepare(out)
     space = search_space(complete, train_classes)
     monitor = config.trainer.monitor
     optuna.logging.set_verbosity(optuna.logging.WARNING)
