@@ -82,13 +82,19 @@ def described(key: str, cls: type) -> str:
     return f"{key} ({flag})" if flag else key
 
 
+def value_at(config: Any, key: str) -> Any:
+    """The value of dotted ``key`` (``data.image_size``) in the config dataclass ``config``."""
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def check_declared(config: Any, cls: type | None = None) -> None:
     """``ValueError`` naming the first setting of ``config`` outside its declared range."""
     cls = cls or type(config)
     for key, field, _ in declared(cls):
-        value = config
-        for part in key.split("."):
-            value = getattr(value, part)
+        value = value_at(config, key)
         wanted = spec_of(field).wanted(value)
         if wanted:
             raise ValueError(f"{described(key, cls)} must be {wanted}, got {value!r}")
@@ -111,9 +117,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         spec = spec_of(field)
         if not spec.flag:
             continue
-        value = instance
-        for part in key.split("."):
-            value = getattr(value, part)
+        value = value_at(instance, key)
         computed = callable(spec.help)
         default = "" if value is None or computed else f" (default {value})"
         # argparse formats help with %: a % of the text is doubled.

@@ -9,6 +9,7 @@ from typing import Any
 from cdml.losses import VIEWS, method_class
 from cdml.training.config import RunConfig
 from cdml.training.optimizers import OPTIMIZERS
+from cdml.training.settings import value_at
 from cdml.tuning.knob import Knob
 
 
@@ -49,18 +50,17 @@ def starting_point(config: RunConfig, space: dict[str, Knob]) -> dict[str, Any]:
     ``loss.params`` leaves out at its constructor's default), for the knobs of ``space``
     whose range holds them: the search's first trial, so that it never ends below the
     config it started from."""
-    data = config.to_dict()
     defaults = {
         name: parameter.default
         for name, parameter in inspect.signature(method_class(config.loss.name)).parameters.items()
     }
     point = {}
     for key, knob in space.items():
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node[part]
-        setting = node.get(leaf, defaults.get(leaf) if parents == ["loss", "params"] else None)
+        if key.startswith("loss.params."):
+            name = key.removeprefix("loss.params.")
+            setting = config.loss.params.get(name, defaults.get(name))
+        else:
+            setting = value_at(config, key)
         drawn = knob.drawn(setting)
         if drawn is not None:
             point[key] = drawn
