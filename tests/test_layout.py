@@ -69,7 +69,7 @@ def test_no_module_of_cdml_imports_itself_through_others():
 
 def test_embedding_with_a_checkpoint_loads_no_trainer():
     trainer = ("lightning", "cdml.training.run")
-    code = ("import sys, cdml.inference, cdml.retrieval, cdml.export; "
+    code = ("import sys, cdml.inference, cdml.retrieval, cdml.export, cdml.serving.app; "
             f"print(sorted(m for m in sys.modules if m.startswith({trainer})))")  # fmt: skip
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip

@@ -25,15 +25,18 @@ from cdml.command_line import (
     read_sets,
     run_command,
 )
-from cdml.console import console
+from cdml.console import by_category, console, metrics_table
 from cdml.data.zero_shot import SPLITS
 from cdml.demo import run_demo
-from cdml.export import FORMATS, export_model
-from cdml.inference import embed_to_file, embed_with_checkpoint, evaluate_embeddings
+from cdml.export import FORMATS, export_model, sidecar_path
+from cdml.inference import embed_with_checkpoint, evaluate_embeddings
 from cdml.losses import METHODS
 from cdml.metrics import METRICS
+from cdml.parts import ENGINES, build_index, embed_collection, embed_to_parts
+from cdml.parts.evaluation import evaluate_collection
 from cdml.report import report_run, write_report
-from cdml.retrieval import KINDS, index_images, search_images
+from cdml.retrieval import search_images
+from cdml.serving import serve
 from cdml.training.config import RunConfig, command_config, parse_yaml
 from cdml.training.results import run_tables
 from cdml.training.settings import add_flags, read_flags
@@ -44,7 +47,7 @@ from cdml.viz.embeddings_file import plot_embeddings
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cdml`` console script; returns the exit code."""
     args = _build_parser().parse_args(argv)
-    return run_command(args.command, lambda: args.handler(args))
+    return run_command(args.command, lambda: args.handler(args) or 0)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -80,8 +83,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-baseline", action="store_true", help="no test of the untrained model")
     add_options(tune_, tune, ["trials", "timeout", "train_best"])
 
-    embed = command("embed", _run_embed, "embed a dataset split or an image folder")
-    add_options(embed, embed_to_file, ["checkpoint", "out"])
+    embed = command("embed", _run_embed, "embed a dataset split or an image folder", "Into "
+                    "one .npz, or with --parts into resumable parts.")  # fmt: skip
+    add_options(embed, embed_collection, ["checkpoint", "out", "parts"])
+    add_options(embed, embed_to_parts, ["part_size", "engine", "processes", "threads", "address",
+                                        "skip_bad"], choices={"engine": ENGINES})  # fmt: skip
     _add_source(embed)
 
     evaluate = command(
@@ -89,15 +95,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "Recall@K, NMI and MAP@R of saved embeddings or of a checkpoint on a dataset",
         "The zero-shot protocol: Recall@K with the query excluded, NMI of k-means, MAP@R.",
     )  # fmt: skip
+    add_options(evaluate, evaluate_collection, ["embeddings", "index"], positional={"embeddings"})
     add_options(
         evaluate, evaluate_embeddings,
-        ["embeddings", "checkpoint", "ks", "nmi", "nmi_runs", "metric", "json_out"],
-        positional={"embeddings"}, flags={"json_out": "--json"}, choices={"metric": METRICS},
+        ["checkpoint", "ks", "nmi", "nmi_runs", "metric", "rerank", "json_out"],
+        flags={"json_out": "--json"}, choices={"metric": METRICS},
     )  # fmt: skip
     _add_source(evaluate, images=False)
 
     plot = command(
-        "plot", _run_plot, "t-SNE map or retrieval grid of embeddings",
+        "plot", _writes("figure", plot_embeddings), "t-SNE map or retrieval grid of embeddings",
         "A Barnes-Hut t-SNE map coloured by class (with --images, thumbnails), or with "
         "--retrieval a grid of queries and their neighbours framed green (same class) or red.",
     )  # fmt: skip
@@ -108,10 +115,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "Writes a folder holding the faiss index, the items' paths and labels, and the "
         "checkpoint it was built with.",
     )  # fmt: skip
-    add_options(
-        index, index_images, ["checkpoint", "out", "kind", "metric", "extend"],
-        choices={"kind": KINDS, "metric": METRICS},
-    )  # fmt: skip
+    add_options(index, build_index, ["checkpoint", "from_parts", "out", "kind", "metric", "extend",
+                                     "shards", "sample"], choices={"metric": METRICS})  # fmt: skip
     _add_source(index)
 
     search = command(
@@ -121,6 +126,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_options(search, search_images, positional={"queries"})
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    serve_ = command(
+        "serve", lambda args: serve(**keywords(args)), "an HTTP search service and web "
+        "page over an index", "Search by image, vector or item id; a page at /, API at /docs.",
+    )  # fmt: skip
+    add_options(serve_, serve)
 
     export = command(
         "export", _run_export, "export a trained embedding model to ONNX or TorchScript",
@@ -141,7 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_source(cluster)
 
     report = command(
-        "report", _run_report,
+        "report", _writes("report", write_report, progress=True),
         "one self-contained HTML page of a run: config, metrics, curves, pictures",
         "With the t-SNE map, a retrieval grid, the worst queries and, after cdml cluster "
         "--out RUN/clusters, the clusters' overview.",
@@ -208,16 +219,15 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 # the other commands: each calls one library function and prints ---------------------------
 def _run_embed(args: argparse.Namespace) -> int:
-    arrays = embed_to_file(**keywords(args))
-    console.print(f"{len(arrays['embeddings'])} embeddings written to {args.out}")
+    done = embed_collection(**keywords(args))
+    written = f"{len(done['embeddings'])} embeddings written to" if isinstance(done, dict) else ""
+    console.print(f"{written} {args.out}" if written else str(done))
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from cdml.console import by_category, metrics_table
-
-    metrics, arrays, name = evaluate_embeddings(**keywords(args))
-    title = f"{name}: {len(arrays['labels'])} embeddings"
+    metrics, arrays, name = evaluate_collection(**keywords(args))
+    title = f"{name}: {len(arrays['labels'])} embeddings" if arrays else name
     if "is_query" in arrays:
         queries, gallery = arrays["is_query"].sum(), arrays["is_gallery"].sum()
         title += f", {queries} queries in a gallery of {gallery}"
@@ -229,13 +239,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_plot(args: argparse.Namespace) -> int:
-    console.print(f"figure written to {plot_embeddings(**keywords(args))}")
-    return 0
+def _writes(what: str, function: Any, **fixed: Any) -> Any:
+    """The handler of a command that calls ``function`` and says where it wrote ``what``."""
+    return lambda args: console.print(f"{what} written to {function(**keywords(args), **fixed)}")
 
 
 def _run_index(args: argparse.Namespace) -> int:
-    gallery, added = index_images(**keywords(args))
+    gallery, added = build_index(**keywords(args))
     console.print(
         f"{added} items added, {len(gallery)} in the {gallery.kind} index written to {args.out}"
     )
@@ -257,8 +267,6 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from cdml.export import sidecar_path
-
     sidecar = export_model(**keywords(args))
     size, shape = sidecar["input"]["crop"], sidecar["output"]["shape"]
     console.print(
@@ -269,8 +277,6 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from cdml.console import metrics_table
-
     result, summary = cluster_to_folder(**keywords(args))
     console.print(
         f"{summary['items']:,} items in {result.k} clusters ({args.method}"
@@ -278,11 +284,6 @@ def _run_cluster(args: argparse.Namespace) -> int:
     )
     if "scores" in summary:
         console.print(metrics_table({"against the labels": summary["scores"]}))
-    return 0
-
-
-def _run_report(args: argparse.Namespace) -> int:
-    console.print(f"report written to {write_report(**keywords(args), progress=True)}")
     return 0
 
 

@@ -22,6 +22,7 @@ from cdml.io import check_output, is_json_object, write_json, write_npz
 from cdml.metrics import DEFAULT_KS, ITEM_MARKS, evaluate
 from cdml.models import EmbeddingModel, build_model
 from cdml.progress import Progress
+from cdml.reranking import create_reranker
 from cdml.training.config import EVAL_BATCH_SIZE, RunConfig, checkpoint_config
 from cdml.viz.inputs import sample_indices
 
@@ -245,6 +246,7 @@ def evaluate_embeddings(
     nmi: bool = True,
     nmi_runs: int = 1,
     metric: str = "l2",
+    rerank: str | None = None,
     json_out: str | Path | None = None,
     **source: Any,
 ) -> tuple[dict[str, float], dict[str, np.ndarray], str]:
@@ -256,7 +258,8 @@ def evaluate_embeddings(
     metrics, the items' arrays and a name of what was evaluated.
 
     Args:
-        embeddings: a .npz file with 'embeddings' and 'labels' (as cdml embed writes it).
+        embeddings: a .npz file with 'embeddings' and 'labels' (as cdml embed writes it),
+            or a folder of parts (cdml embed --parts), evaluated a part at a time.
         checkpoint: a cdml checkpoint, evaluated on a dataset's split instead.
         ks: K values of Recall@K; default 1,2,4,8 (a file) or the dataset's own.
         nmi: k-means and its NMI, AMI, ARI and purity.
@@ -264,11 +267,15 @@ def evaluate_embeddings(
             standard deviation.
         metric: what ranks neighbours: Euclidean distance (the papers'), cosine similarity
             or inner product.
+        rerank: re-rank the neighbours: aqe (alpha query expansion), dba (database-side
+            augmentation) or kreciprocal, with optional parameters, e.g. aqe:k=2,alpha=3 or
+            kreciprocal:k1=20,k2=6,lambda=0.3 (default: none).
         json_out: also write the metrics to this JSON file.
         **source: the dataset split, as :func:`embed_with_checkpoint` takes it.
     """
     if (embeddings is None) == (checkpoint is None):
         raise ValueError("give either an EMBEDDINGS.npz file or --checkpoint with --dataset")
+    reranker = create_reranker(rerank)  # a bad spec is refused before any work
     if json_out is not None:
         check_output(
             json_out,
@@ -293,6 +300,7 @@ def evaluate_embeddings(
             nmi_runs=nmi_runs,
             metric=metric,
             progress=True,
+            rerank=reranker,
             **marks,
         )
     except ValueError as error:

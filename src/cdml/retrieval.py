@@ -18,14 +18,18 @@ import numpy as np
 from cdml.io import check_not_inside, write_json
 from cdml.metrics import check_metric
 from cdml.progress import Progress
+from cdml.reranking import create_reranker
 
-KINDS = ("flat", "ivf", "hnsw")
-FAISS_TYPES = {"flat": faiss.IndexFlat, "ivf": faiss.IndexIVF, "hnsw": faiss.IndexHNSW}
+# Names of common indexes; a kind may also be any faiss factory string ("IVF4096,PQ32").
+KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+FAISS_TYPES = {"flat": faiss.IndexFlat, "ivf": faiss.IndexIVF, "hnsw": faiss.IndexHNSW,
+               "ivfpq": faiss.IndexIVFPQ}  # fmt: skip
 # METRICS: l2 ranks by Euclidean distance, nearest first; cosine by cosine similarity
 # (embeddings L2-normalised on the way in); ip by inner product, the most similar first.
 FORMAT_VERSION = 1
 INDEX_FILE, ITEMS_FILE, META_FILE = "index.faiss", "items.npz", "meta.json"
 INDEX_FILES = (INDEX_FILE, ITEMS_FILE, META_FILE)
+SHARDS_FILE = "shards.json"  # a sharded index: its shard folders, searched together
 ADD_CHUNK = 1 << 16  # embeddings added to faiss at a time (for the progress of large galleries)
 
 
@@ -34,9 +38,12 @@ class GalleryIndex:
     label (``-1`` when unknown) kept beside the faiss index.
 
     Kinds: ``"flat"`` (exact, the default), ``"ivf"`` (inverted lists over ``nlist`` k-means
-    cells, ``nprobe`` of them searched; trained on the first embeddings added) and
-    ``"hnsw"`` (graph of ``hnsw_m`` links, ``ef_search`` candidates). The approximate kinds
-    trade recall for speed on millions of items; :func:`approximate_recall` measures it.
+    cells, ``nprobe`` of them searched), ``"hnsw"`` (graph of ``hnsw_m`` links,
+    ``ef_search`` candidates), ``"ivfpq"`` (IVF with vectors compressed to ``dim / 4``
+    bytes by product quantisation) or any faiss factory string (``"IVF4096,PQ32"``,
+    ``"OPQ16,IVF1024,PQ16"``). Kinds that need training are trained on the first embeddings
+    added, or on a sample by :meth:`train`. The approximate kinds trade recall for speed
+    and memory on millions of items; :func:`approximate_recall` measures it.
 
     Use :meth:`create`, then :meth:`add` (any number of times: an index built in parts equals
     one built at once), :meth:`search`, :meth:`save` / :meth:`load`. Embeddings of different
@@ -68,16 +75,22 @@ class GalleryIndex:
         added."""
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         check_metric(metric)
+        if kind not in KINDS:
+            try:
+                faiss.index_factory(dim, kind, faiss.METRIC_L2)
+            except RuntimeError:
+                raise ValueError(
+                    f"kind must be one of {', '.join(KINDS)} or a faiss factory string "
+                    f"(e.g. IVF4096,PQ32), got {kind!r}"
+                ) from None
         gallery = cls(None, kind, {"nlist": nlist, "nprobe": nprobe, "metric": metric})
         if kind == "flat":
             gallery.index = faiss.IndexFlat(dim, gallery._faiss_metric)
         elif kind == "hnsw":
             gallery.index = faiss.IndexHNSWFlat(dim, hnsw_m, gallery._faiss_metric)
             gallery.index.hnsw.efSearch = ef_search
-        # IVF is built when the first embeddings arrive, to size nlist.
+        # The others are built when trained (sized by the first embeddings' count).
         gallery.meta["dim"] = dim
         return gallery
 
@@ -101,23 +114,54 @@ class GalleryIndex:
         """How much an approximate search looks at: IVF's ``nprobe`` cells, HNSW's
         ``efSearch`` candidates (wider recalls more, slower); ``None`` for a flat index."""
         if self.kind == "hnsw":
-            return int(self.index.hnsw.efSearch)
-        if self.kind == "ivf":
-            return int(self.meta.get("nprobe") or 16)
-        return None
+            return int(self._subindexes()[0].hnsw.efSearch)
+        if self.kind == "flat" or (self.index is not None and not self._ivfs()):
+            return None
+        return int(self.meta.get("nprobe") or 16)
 
     @search_width.setter
     def search_width(self, width: int) -> None:
-        if self.kind == "flat":
-            raise ValueError("a flat index searches exhaustively: it has no search width")
+        if self.search_width is None:
+            raise ValueError(f"a {self.kind} index searches exhaustively: it has no search width")
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"search width must be a positive integer, got {width!r}")
         if self.kind == "hnsw":
-            self.index.hnsw.efSearch = width
+            for index in self._subindexes():
+                index.hnsw.efSearch = width
             return
         self.meta["nprobe"] = width
-        if self.index is not None:
-            faiss.extract_index_ivf(self.index).nprobe = width
+        for ivf in self._ivfs():
+            ivf.nprobe = width
+
+    def enable_vectors(self) -> None:
+        """Let :meth:`vector` read items back (IVF lists get a map from ids to entries; a
+        service does it once before it answers concurrent requests)."""
+        for ivf in self._ivfs():
+            if ivf.direct_map.no():
+                ivf.make_direct_map()
+
+    def vector(self, item: int) -> np.ndarray:
+        """The indexed vector ``(dim,)`` of ``item`` (unit length for cosine; decoded, so
+        approximate, for compressed kinds such as PQ)."""
+        if not 0 <= item < len(self):
+            raise IndexError(f"no item {item}: the index holds {len(self)}")
+        self.enable_vectors()
+        for index in self._subindexes():
+            if item < index.ntotal:
+                return index.reconstruct(item)
+            item -= index.ntotal
+        raise AssertionError("the shards hold fewer items than the paths")
+
+    def _subindexes(self) -> list[faiss.Index]:
+        """The shards' indexes of a sharded index, else the index."""
+        if isinstance(self.index, faiss.IndexShards):
+            return [faiss.downcast_index(self.index.at(i)) for i in range(self.index.count())]
+        return [] if self.index is None else [self.index]
+
+    def _ivfs(self) -> list[Any]:
+        """The inverted-file indexes inside the index (one a shard; none for other kinds)."""
+        found = (faiss.try_extract_index_ivf(index) for index in self._subindexes())
+        return [ivf for ivf in found if ivf is not None]
 
     def add(
         self,
@@ -131,6 +175,8 @@ class GalleryIndex:
         checkpoint of sha256 ``checkpoint_sha256`` (see :meth:`check_checkpoint`); with
         ``progress``, the IVF training and the adding show their progress (an HNSW graph of
         a million items takes minutes)."""
+        if self.meta.get("shards"):
+            raise ValueError("a sharded index is built whole by cdml index --from-parts")
         if len(self) == 0 and "checkpoint_sha256" not in self.meta and checkpoint_sha256:
             self.meta["checkpoint_sha256"] = checkpoint_sha256
         self.check_checkpoint(checkpoint_sha256)
@@ -142,8 +188,7 @@ class GalleryIndex:
             raise ValueError(f"labels must have shape ({len(paths)},), got {labels.shape}")
         embeddings = self._prepared(embeddings)
         if self.index is None:
-            with Progress("training the IVF index", enabled=progress):
-                self.index = self._train_ivf(embeddings)
+            self.train(embeddings, progress=progress, prepared=True)
         with Progress("indexing", total=len(embeddings), enabled=progress) as bar:
             for start in range(0, len(embeddings), ADD_CHUNK):
                 chunk = embeddings[start : start + ADD_CHUNK]
@@ -243,9 +288,12 @@ class GalleryIndex:
             shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: str | Path) -> GalleryIndex:
-        """Read an index written by :meth:`save`, checking that its files agree."""
+    def load(cls, folder: str | Path, mmap: bool = False) -> GalleryIndex:
+        """Read an index written by :meth:`save` (``mmap``: memory-mapped, read-only), or the
+        shards of one built in parts (searched together), checking that its files agree."""
         folder = Path(folder)
+        if (folder / SHARDS_FILE).is_file():
+            return cls._load_shards(folder)
         backup = folder.with_name(f".{folder.name}.old")
         if not folder.exists() and backup.is_dir():
             raise ValueError(
@@ -261,7 +309,8 @@ class GalleryIndex:
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{folder / META_FILE}: unreadable ({error})") from None
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
+            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            index = faiss.read_index(str(folder / INDEX_FILE), flags)
         except RuntimeError as error:
             raise ValueError(f"{folder / INDEX_FILE}: not a faiss index ({error})") from None
         try:
@@ -269,7 +318,7 @@ class GalleryIndex:
                 paths, labels = items["paths"].tolist(), items["labels"].astype(np.int64)
         except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{folder / ITEMS_FILE}: unreadable ({error})") from None
-        if kind not in KINDS or not isinstance(index, FAISS_TYPES[kind]):
+        if not isinstance(index, _faiss_type(kind, dim)):
             raise ValueError(
                 f"{folder / META_FILE}: kind {kind!r} does not describe the index in "
                 f"{INDEX_FILE} ({type(index).__name__}; kinds: {', '.join(KINDS)})"
@@ -283,8 +332,33 @@ class GalleryIndex:
             )
         gallery = cls(index, kind, meta)
         gallery.paths, gallery.labels = paths, labels
-        if kind == "ivf":
-            faiss.extract_index_ivf(index).nprobe = gallery.search_width
+        for ivf in gallery._ivfs():
+            ivf.nprobe = gallery.search_width
+        return gallery
+
+    @classmethod
+    def _load_shards(cls, folder: Path) -> GalleryIndex:
+        try:
+            listing = json.loads((folder / SHARDS_FILE).read_text())
+            names, meta = list(listing["shards"]), dict(listing["meta"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{folder / SHARDS_FILE}: unreadable ({error})") from None
+        shards = [cls.load(folder / name, mmap=True) for name in names]
+        first = shards[0]
+
+        def facts(shard: GalleryIndex) -> tuple:
+            return shard.dim, shard.metric, shard.meta.get("checkpoint_sha256")
+
+        for name, shard in zip(names, shards, strict=True):
+            if facts(shard) != facts(first):
+                raise ValueError(f"{folder / name}: another dimension, metric or checkpoint")
+        combined = faiss.IndexShards(first.dim, True, True)  # threaded; ids follow on
+        for shard in shards:
+            combined.add_shard(shard.index)
+        gallery = cls(combined, first.kind, {**first.meta, **meta, "shards": len(shards)})
+        gallery.paths = [path for shard in shards for path in shard.paths]
+        gallery.labels = np.concatenate([shard.labels for shard in shards])
+        gallery._shards = shards  # the shards' indexes live as long as the combination
         return gallery
 
     def _check(self, array: Any, name: str) -> np.ndarray:
@@ -295,15 +369,51 @@ class GalleryIndex:
             raise ValueError(f"{name} contain NaN or inf")
         return array
 
-    def _train_ivf(self, embeddings: np.ndarray) -> faiss.Index:
-        nlist = self.meta.get("nlist") or max(1, int(4 * math.sqrt(len(embeddings))))
-        nlist = min(nlist, len(embeddings))
-        quantizer = faiss.IndexFlat(self.dim, self._faiss_metric)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric)
-        index.train(embeddings)
-        index.nprobe = self.search_width
-        self.meta["nlist"] = nlist
-        return index
+    def train(self, sample: np.ndarray, progress: bool = False, prepared: bool = False) -> None:
+        """Build the index of a kind that learns from data (IVF cells, PQ codebooks) from
+        ``sample`` ``(m, dim)``, before anything is added; ``nlist`` defaults to
+        ``4 sqrt(m)`` (at most ``m``). Faiss wants about 39 ``nlist`` points, PQ 256."""
+        if self.index is not None:
+            raise ValueError("the index is built already: train it before adding")
+        sample = sample if prepared else self._prepared(self._check(sample, "sample"))
+        nlist = self.meta.get("nlist") or max(1, int(4 * math.sqrt(len(sample))))
+        nlist = min(nlist, len(sample))
+        factories = {"ivf": f"IVF{nlist},Flat", "ivfpq": f"IVF{nlist},PQ{_pq_bytes(self.dim)}"}
+        index = faiss.index_factory(self.dim, factories.get(self.kind, self.kind),
+                                    self._faiss_metric)  # fmt: skip
+        with Progress(f"training the {self.kind} index", enabled=progress):
+            try:
+                index.train(sample)
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[-1]
+                raise ValueError(f"cannot train a {self.kind} index on {len(sample)} "
+                                 f"embeddings: {first}") from None  # fmt: skip
+        self.index = index
+        for ivf in self._ivfs():
+            self.meta["nlist"] = int(ivf.nlist)
+            ivf.nprobe = self.search_width
+
+    def empty_copy(self) -> GalleryIndex:
+        """A copy of this index without its items (trained, for an index built in shards)."""
+        if self.index is None or self.index.ntotal or self.paths:
+            raise ValueError("copy a trained index before adding to it")
+        return GalleryIndex(faiss.clone_index(self.index), self.kind, dict(self.meta))
+
+
+def _faiss_type(kind: str, dim: int) -> type:
+    """The faiss class an index of ``kind`` is (``NoneType`` for no kind at all)."""
+    if kind in KINDS:
+        return FAISS_TYPES[kind]
+    try:
+        return type(faiss.index_factory(dim, kind))
+    except (RuntimeError, TypeError):
+        return type(None)
+
+
+def _pq_bytes(dim: int) -> int:
+    """Product-quantisation sub-vectors of ``ivfpq``: 4 dimensions each, a byte a
+    sub-vector (64-d embeddings: 16 bytes an item), or the fewest dimensions that divide."""
+    return next(dim // step for step in (4, 2, 1) if dim % step == 0)
 
 
 def approximate_recall(approximate: GalleryIndex, exact: GalleryIndex, queries: np.ndarray,
@@ -388,11 +498,14 @@ def search_images(
     queries: Sequence[str | Path],
     k: int = 10,
     width: int | None = None,
+    rerank: str | None = None,
 ) -> list[dict[str, Any]]:
     """The ``k`` nearest gallery items of each query image, embedded with ``checkpoint``
     (the index's own): per query ``{"query", "neighbours": [{"rank", "path", "label",
     "distance"}, ...]}`` (``"similarity"`` instead of ``"distance"`` for the cosine and
-    inner-product metrics), nearest first. ``width`` sets :attr:`GalleryIndex.search_width`.
+    inner-product metrics, unless a re-ranker scores by distance), nearest first.
+    ``width`` sets :attr:`GalleryIndex.search_width`; ``rerank`` re-ranks with
+    :func:`cdml.reranking.create_reranker`'s re-ranker, fitted to the whole gallery.
 
     Args:
         index: a folder written by cdml index (or the index, loaded).
@@ -401,9 +514,13 @@ def search_images(
         k: neighbours per query.
         width: approximate indexes only: IVF cells (nprobe, default 16) or HNSW candidates
             (efSearch, default 128) searched; wider recalls more and is slower.
+        rerank: re-rank the neighbours: aqe (alpha query expansion), dba (database-side
+            augmentation) or kreciprocal, with optional parameters, e.g. aqe:k=2,alpha=3 or
+            kreciprocal:k1=20,k2=6,lambda=0.3 (default: none).
     """
     from cdml.inference import checkpoint_digest, embed_with_checkpoint
 
+    reranker = create_reranker(rerank)
     gallery = index if isinstance(index, GalleryIndex) else GalleryIndex.load(index)
     gallery.check_checkpoint(checkpoint_digest(checkpoint), str(checkpoint))
     if width is not None:
@@ -420,8 +537,12 @@ def search_images(
         image_size=gallery.check_preprocessing(None),
         progress=False,
     )
-    scores, indices = gallery.search(embedded["embeddings"], k)
-    score = "distance" if gallery.metric == "l2" else "similarity"
+    if reranker is None:
+        scores, indices = gallery.search(embedded["embeddings"], k)
+        score = "distance" if gallery.metric == "l2" else "similarity"
+    else:
+        scores, indices = reranker.fit(gallery).search(embedded["embeddings"], k)
+        score = reranker.score_name(gallery.metric)
     return [
         {
             "query": str(query),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -29,12 +29,7 @@ def open_rgb(path: str) -> Image.Image:
     image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89,478,485 by default; None
     for no limit) is refused before it is decoded, as a likely decompression bomb."""
     try:
-        with warnings.catch_warnings():
-            # Refused below instead: PIL itself only warns up to twice its limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                _check_pixels(image)  # its OSError is named below like any other
-                return _rgb(image)  # decodes now, so truncation surfaces here
+        return decode_rgb(path, Image.MAX_IMAGE_PIXELS)
     except Image.DecompressionBombError:
         raise OSError(
             f"cannot read image {path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
@@ -46,11 +41,26 @@ def open_rgb(path: str) -> Image.Image:
         raise OSError(f"cannot read image {path}: {err}") from err
 
 
-def _check_pixels(image: Image.Image) -> None:
-    limit = Image.MAX_IMAGE_PIXELS
+def decode_rgb(source: str | IO[bytes], max_pixels: int | None) -> Image.Image:
+    """The image of a file or a binary stream, decoded as RGB as :func:`open_rgb` says;
+    :class:`TooManyPixels` before any decoding when it has more than ``max_pixels`` pixels
+    (None: no limit). PIL's own errors (``UnidentifiedImageError``, ``SyntaxError``, ...) pass."""
+    with warnings.catch_warnings():
+        # Refused here instead: PIL itself only warns up to twice its limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(source) as image:
+            _check_pixels(image, max_pixels)
+            return _rgb(image)  # decodes now, so truncation surfaces here
+
+
+class TooManyPixels(OSError):
+    """An image larger than the pixel limit: refused before it is decoded."""
+
+
+def _check_pixels(image: Image.Image, limit: int | None) -> None:
     width, height = image.size
     if limit is not None and width * height > limit:
-        raise OSError(
+        raise TooManyPixels(
             f"{width}x{height} pixels exceeds the limit of {limit:,} pixels (a decompression bomb?)"
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from cdml.metrics.neighbours import (
     unit_rows,
 )
 from cdml.progress import Progress
+
+if TYPE_CHECKING:
+    from cdml.reranking import Reranker
 
 DEFAULT_KS = (1, 2, 4, 8)
 
@@ -46,6 +49,7 @@ def evaluate(
     metric: str = "l2",
     device: str | torch.device | None = None,
     progress: bool = False,
+    rerank: Reranker | None = None,
 ) -> dict[str, float]:
     """Evaluate embeddings as the seed papers do.
 
@@ -84,6 +88,9 @@ def evaluate(
             are the same everywhere.
         progress: show the progress of the neighbour search and k-means (see
             :class:`cdml.progress.Progress`).
+        rerank: a re-ranker of the neighbours that Recall@K and MAP@R read, fitted to the
+            searched items (``cdml.reranking.create_reranker("aqe:k=2")``); None (default):
+            the plain ranking.
 
     Returns:
         ``{"recall@K": ..., "nmi": ..., "ami": ..., "ari": ..., "purity": ..., "map@r": ...}``
@@ -101,12 +108,16 @@ def evaluate(
     if nmi_runs < 1:
         raise ValueError(f"nmi_runs must be at least 1, got {nmi_runs}")
     check_metric(metric)
+    if rerank is not None and not hasattr(rerank, "neighbour_chunks"):
+        raise ValueError(
+            f"rerank must be a re-ranker, e.g. cdml.reranking.create_reranker({rerank!r})"
+        )
     task = _retrieval_task(
         embeddings, labels, gallery, gallery_labels, is_query, is_gallery, categories
     )
     candidates = len(task.reference) - int(task.own is not None)
     ks = _check_ks(ks, candidates)
-    per_query = _per_query_scores(task, ks, map_at_r, metric, device, progress)
+    per_query = _per_query_scores(task, ks, map_at_r, metric, device, progress, rerank)
     if metric == "cosine":
         task.clustered = unit_rows(task.clustered)
 
@@ -152,13 +163,11 @@ def _per_query_scores(
     metric: str,
     device: torch.device,
     progress: bool,
+    reranker: Reranker | None = None,
 ) -> dict[str, np.ndarray]:
-    """``{"recall@K": (q,) bool, ..., "map@r": (q,) float}`` of the task's queries."""
+    """``{"recall@K": (q,) bool, ..., "map@r": (q,) float}`` of the task's queries, ranked
+    by ``reranker`` when given."""
     queries, reference = task.queries, task.reference
-    if metric == "cosine":
-        queries, reference = unit_rows(queries), unit_rows(reference)
-    if metric == "ip":
-        queries, reference = inner_product_as_l2(queries, reference)
     depth = max(ks, default=0)
     if map_at_r:
         depth = max(depth, int(task.positives.max()))
@@ -166,7 +175,14 @@ def _per_query_scores(
         return {}
     hits = {k: np.zeros(len(queries), bool) for k in ks}
     precision = np.zeros(len(queries))
-    chunks = neighbour_chunks(queries, reference, depth, task.own, device)
+    if reranker is not None:
+        chunks = reranker.neighbour_chunks(queries, reference, depth, task.own, metric, device)
+    else:
+        if metric == "cosine":
+            queries, reference = unit_rows(queries), unit_rows(reference)
+        if metric == "ip":
+            queries, reference = inner_product_as_l2(queries, reference)
+        chunks = neighbour_chunks(queries, reference, depth, task.own, device)
     with Progress("neighbours", total=len(queries), enabled=progress) as bar:
         for start, neighbours in chunks:
             stop = start + len(neighbours)
@@ -175,7 +191,7 @@ def _per_query_scores(
                 hits[k][start:stop] = relevant[:, :k].any(axis=1)
             if map_at_r:
                 r = task.positives[start:stop]
-                precision[start:stop] = _average_precision_at_r(relevant[:, : r.max()], r)
+                precision[start:stop] = average_precision_at_r(relevant[:, : r.max()], r)
             bar.advance(len(neighbours))
     scores: dict[str, np.ndarray] = {f"recall@{k}": hits[k] for k in ks}
     if map_at_r:
@@ -283,7 +299,7 @@ def _as_categories(value: Any, n: int) -> np.ndarray:
     return array.astype(np.str_)
 
 
-def _average_precision_at_r(relevant: np.ndarray, r: np.ndarray) -> np.ndarray:
+def average_precision_at_r(relevant: np.ndarray, r: np.ndarray) -> np.ndarray:
     """AP@R per query from ``relevant`` ``(q, depth)`` booleans and ``r`` ``(q,)`` counts >= 1."""
     ranks = np.arange(1, relevant.shape[1] + 1)
     within_r = ranks[None, :] <= r[:, None]
