@@ -103,6 +103,7 @@ def test_unreadable_images_stop_the_job_or_are_skipped_and_listed(
     assert main(embed_argv(tiny_checkpoint, images, out, "--part-size", 20)) == 2
     assert str(broken) in capsys.readouterr().err
     assert PartsFolder(out).todo() == [1, 2]  # the part before it is kept
+    (out / ".part-00001.x1y2.tmp.npy").write_bytes(b"half written")  # as a kill leaves it
     assert main(embed_argv(tiny_checkpoint, images, out, "--part-size", 20, "--skip-bad")) == 0
     assert "50 embeddings in 3 parts" in " ".join(capsys.readouterr().out.split())
     skipped = PartsFolder(out).skipped()
@@ -110,6 +111,7 @@ def test_unreadable_images_stop_the_job_or_are_skipped_and_listed(
     assert "cannot read image" in skipped[0]["error"]
     paths = [p for _, items in PartsFolder(out).parts() for p in items.column("path").to_pylist()]
     assert len(paths) == 50 and str(broken) not in paths
+    assert not list(out.glob(".*.tmp*"))
 
 
 def test_a_folder_of_another_job_or_parts_options_for_a_file_are_refused(
@@ -123,6 +125,16 @@ def test_a_folder_of_another_job_or_parts_options_for_a_file_are_refused(
     file_argv = ["embed", "--checkpoint", str(tiny_checkpoint), "--images", str(images)]
     assert main([*file_argv, "--out", str(tmp_path / "x.npz"), "--processes", "2"]) == 2
     assert "--processes: only for parts (add --parts)" in capsys.readouterr().err
+    begun = tmp_path / "begun"  # killed while listing: no manifest yet
+    begun.mkdir()
+    (begun / "items.parquet").write_bytes(b"half a listing")
+    assert main(embed_argv(tiny_checkpoint, images, begun, "--part-size", 5)) == 0
+    assert_same_parts(begun, out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(embed_argv(tiny_checkpoint, images, tmp_path / "other")) == 2
+    assert "holds files and is not a folder of parts" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
     listed = tmp_path / "list.txt"
     listed.write_text("# two of them\n" + "\n".join(str(p) for p in find_images(images)[:2]))
     assert main(embed_argv(tiny_checkpoint, listed, tmp_path / "listed")) == 0

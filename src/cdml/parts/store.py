@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cdml.io import atomic_path, check_output_folder, write_json
+from cdml.io import atomic_path, check_output_folder, remove_temporaries, write_json
 
 FORMAT = 1
 MANIFEST, ITEMS = "manifest.json", "items.parquet"
@@ -24,6 +24,11 @@ PLAN_KEYS = ("checkpoint_sha256", "image_size", "source", "part_size")
 
 def is_parts_folder(folder: Path) -> bool:
     return (folder / MANIFEST).is_file()
+
+
+def _is_begun(folder: Path) -> bool:
+    """A folder of parts, or one whose listing a killed job left before its manifest."""
+    return is_parts_folder(folder) or all(p.name.startswith((ITEMS, ".")) for p in folder.iterdir())
 
 
 class PartsFolder:
@@ -57,10 +62,12 @@ class PartsFolder:
                     f"{self.folder} holds parts of another job ({', '.join(changed)} differ); "
                     "choose another --out or remove it"
                 )
+            self._remove_temporaries()
             return manifest
-        check_output_folder(self.folder, what="a folder of parts", owned=is_parts_folder,
+        check_output_folder(self.folder, what="a folder of parts", owned=_is_begun,
                             inputs=inputs)  # fmt: skip
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_temporaries()
         items, parts = 0, 0
         with atomic_path(self.folder / ITEMS) as tmp:
             writer = None
@@ -76,6 +83,11 @@ class PartsFolder:
         manifest = {"format": FORMAT, **plan, "items": items, "parts": parts}
         write_json(self.folder / MANIFEST, manifest)
         return manifest
+
+    def _remove_temporaries(self) -> None:
+        """The half-written files of a killed job (one job writes a folder at a time)."""
+        for suffix in ("", ".npy", ".parquet", ".json"):
+            remove_temporaries(self.folder, suffix)
 
     def name(self, part: int) -> Path:
         return self.folder / f"part-{part:05d}"
