@@ -17,6 +17,7 @@ import numpy as np
 
 from cdml.io import check_not_inside, write_json
 from cdml.metrics import check_metric
+from cdml.metrics.neighbours import score_name
 from cdml.progress import Progress
 from cdml.reranking import create_reranker
 
@@ -76,14 +77,11 @@ class GalleryIndex:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         check_metric(metric)
-        if kind not in KINDS:
-            try:
-                faiss.index_factory(dim, kind, faiss.METRIC_L2)
-            except RuntimeError:
-                raise ValueError(
-                    f"kind must be one of {', '.join(KINDS)} or a faiss factory string "
-                    f"(e.g. IVF4096,PQ32), got {kind!r}"
-                ) from None
+        if _faiss_type(kind, dim) is type(None):
+            raise ValueError(
+                f"kind must be one of {', '.join(KINDS)} or a faiss factory string "
+                f"(e.g. IVF4096,PQ32), got {kind!r}"
+            )
         gallery = cls(None, kind, {"nlist": nlist, "nprobe": nprobe, "metric": metric})
         if kind == "flat":
             gallery.index = faiss.IndexFlat(dim, gallery._faiss_metric)
@@ -539,7 +537,7 @@ def search_images(
     )
     if reranker is None:
         scores, indices = gallery.search(embedded["embeddings"], k)
-        score = "distance" if gallery.metric == "l2" else "similarity"
+        score = score_name(gallery.metric)
     else:
         scores, indices = reranker.fit(gallery).search(embedded["embeddings"], k)
         score = reranker.score_name(gallery.metric)

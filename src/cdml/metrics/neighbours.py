@@ -49,20 +49,36 @@ def inner_product_as_l2(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.nd
     return np.hstack([queries, zeros]), np.hstack([gallery, lift.astype(gallery.dtype)])
 
 
+def without_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` entries of each row of ``found`` ``(q, m)`` but the row's ``own``
+    index (``(q,)``, -1: none), the order of the others kept; -1 where fewer remain."""
+    keep = np.argsort(found == own[:, None], axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(found, keep, axis=1)
+    return np.where(kept == own[:, None], -1, kept)
+
+
+def score_name(metric: str) -> str:
+    """What a search by ``metric`` scores: ``"distance"`` (``l2``, smallest first) or
+    ``"similarity"`` (``cosine`` and ``ip``, largest first)."""
+    return "distance" if metric == "l2" else "similarity"
+
+
 def nearest_neighbours(
     queries: np.ndarray,
     gallery: np.ndarray,
     k: int,
     exclude_self: bool = False,
     device: str | torch.device = "cpu",
+    own: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices ``(nq, k)`` of each query's k nearest gallery items (Euclidean).
 
     Ranked by distance, ties by the lower gallery index. With ``exclude_self`` the queries are
-    the gallery and each query's own index is left out. Inputs are float32 ``(nq, d)``/``(m, d)``;
-    ``device`` is where the search runs (see :func:`evaluate`).
+    the gallery and each query's own index is left out; ``own`` ``(nq,)`` names each query's
+    own gallery index to leave out (-1: none) where they are not. Inputs are float32
+    ``(nq, d)``/``(m, d)``; ``device`` is where the search runs (see :func:`evaluate`).
     """
-    own = np.arange(len(queries)) if exclude_self else None
+    own = np.arange(len(queries)) if exclude_self else own
     out = np.empty((len(queries), k), dtype=np.int64)
     for start, neighbours in neighbour_chunks(queries, gallery, k, own, torch.device(device)):
         out[start : start + len(neighbours)] = neighbours
@@ -96,10 +112,7 @@ def neighbour_chunks(
                 indices[ambiguous, :width] = _exact_top(chunk[ambiguous], gallery, width)
         indices = indices[:, :width]
         if own is not None:
-            mine = own[start : start + len(chunk), None]
-            # Stable: move the query's own index (if present) to the end, keep the rest in order.
-            keep = np.argsort(indices == mine, axis=1, kind="stable")[:, :k]
-            indices = np.take_along_axis(indices, keep, axis=1)
+            indices = without_own(indices, own[start : start + len(chunk)], k)
         yield start, indices
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from cdml.metrics import DEFAULT_KS, check_metric, kmeans_scores
-from cdml.metrics.neighbours import nearest_neighbours, unit_rows
+from cdml.metrics.neighbours import nearest_neighbours, unit_rows, without_own
 from cdml.metrics.protocol import average_precision_at_r
 from cdml.parts.store import PartsFolder
 from cdml.progress import Progress
@@ -59,7 +59,7 @@ def evaluate_parts(
     start = 0
     with Progress("neighbours", total=len(labels), enabled=progress) as bar:
         for part in range(count):
-            vectors = _as_compared(np.asarray(folder.read(part)[0]), metric)
+            vectors = _as_compared(folder.embeddings(part), metric)
             for offset in range(0, len(vectors), QUERY_ROWS):
                 queries = vectors[offset : offset + QUERY_ROWS]
                 own = np.arange(start, start + len(queries))
@@ -93,13 +93,13 @@ def _exact(folder: PartsFolder, queries: np.ndarray, depth: int, own: np.ndarray
     index, as :func:`cdml.metrics.evaluate` ranks them."""
     candidates, distances, start = [], [], 0
     for part in range(folder.manifest["parts"]):
-        gallery = _as_compared(np.asarray(folder.read(part)[0]), metric)
+        gallery = _as_compared(folder.embeddings(part), metric)
         local = own - start
         inside = np.where((local >= 0) & (local < len(gallery)), local, -1)
         width = min(depth, len(gallery) - int((inside >= 0).any()))
         if width > 0:
-            found = nearest_neighbours(queries, gallery, width) if not (inside >= 0).any() \
-                else _excluding(queries, gallery, width, inside)  # fmt: skip
+            found = nearest_neighbours(queries, gallery, width,
+                                       own=inside if (inside >= 0).any() else None)  # fmt: skip
             difference = gallery[found] - queries[:, None]
             distances.append(np.einsum("qkd,qkd->qk", difference, difference))
             candidates.append(found + start)
@@ -107,15 +107,6 @@ def _exact(folder: PartsFolder, queries: np.ndarray, depth: int, own: np.ndarray
     candidates, distances = np.hstack(candidates), np.hstack(distances)
     order = np.lexsort((candidates, distances), axis=1)[:, :depth]
     return np.take_along_axis(candidates, order, axis=1)
-
-
-def _excluding(queries: np.ndarray, gallery: np.ndarray, width: int, own: np.ndarray
-               ) -> np.ndarray:  # fmt: skip
-    """Nearest ``width`` of ``gallery`` for each query, its own row ``own`` (-1: none) left
-    out."""
-    found = nearest_neighbours(queries, gallery, width + 1)
-    order = np.argsort(found == own[:, None], axis=1, kind="stable")[:, :width]
-    return np.take_along_axis(found, order, axis=1)
 
 
 def _indexed(index: str | Path, folder: PartsFolder, items: int):
@@ -129,10 +120,7 @@ def _indexed(index: str | Path, folder: PartsFolder, items: int):
         raise ValueError(f"--index {index} was not built from {folder.folder}")
 
     def search(queries: np.ndarray, depth: int, own: np.ndarray) -> np.ndarray:
-        found = gallery.search(queries, depth + 1)[1]
-        order = np.argsort(found == own[:, None], axis=1, kind="stable")[:, :depth]
-        found = np.take_along_axis(found, order, axis=1)
-        return np.where(found == own[:, None], -1, found)
+        return without_own(gallery.search(queries, depth + 1)[1], own, depth)
 
     return search
 

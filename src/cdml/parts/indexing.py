@@ -112,7 +112,7 @@ def gather_rows(folder: PartsFolder, chosen: np.ndarray) -> np.ndarray:
     for part in range(len(rows)):
         inside = chosen[(chosen >= starts[part]) & (chosen < starts[part + 1])] - starts[part]
         if inside.size:
-            taken.append(np.asarray(folder.read(part)[0][inside]))
+            taken.append(np.asarray(folder.embeddings(part)[inside]))
     return np.ascontiguousarray(np.concatenate(taken), dtype=np.float32)
 
 
@@ -123,7 +123,7 @@ def _recall(index: GalleryIndex, folder: PartsFolder, queries: np.ndarray,
         return {}
     exact, sizes = [], []
     for part in range(folder.manifest["parts"]):
-        embeddings = np.ascontiguousarray(folder.read(part)[0], dtype=np.float32)
+        embeddings = np.ascontiguousarray(folder.embeddings(part), dtype=np.float32)
         flat = GalleryIndex.create(embeddings.shape[1], metric=metric)
         flat.add(embeddings, [""] * len(embeddings))
         exact.append(flat.search(queries, RECALL_K))

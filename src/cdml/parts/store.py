@@ -115,12 +115,16 @@ class PartsFolder:
     def record(self, part: int) -> dict[str, Any]:
         return json.loads(self.name(part).with_suffix(".json").read_text(encoding="utf-8"))
 
-    def read(self, part: int) -> tuple[np.ndarray, pa.Table]:
-        """The embeddings ``(rows, d)`` (memory-mapped) and items of a finished part."""
+    def embeddings(self, part: int) -> np.ndarray:
+        """The embeddings ``(rows, d)`` of a finished part, memory-mapped (its items unread)."""
         base = self.name(part)
         if not self.done(part):
             raise ValueError(f"{base}: part {part} is not finished (run cdml embed again)")
-        embeddings = np.load(base.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
+        return np.load(base.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
+
+    def read(self, part: int) -> tuple[np.ndarray, pa.Table]:
+        """The embeddings ``(rows, d)`` (memory-mapped) and items of a finished part."""
+        base, embeddings = self.name(part), self.embeddings(part)
         items = pq.read_table(base.with_suffix(".parquet"))
         if len(embeddings) != items.num_rows:
             raise ValueError(f"{base}: {len(embeddings)} embeddings but {items.num_rows} items")

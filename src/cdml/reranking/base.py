@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cdml.metrics.arrays import as_embeddings
-from cdml.metrics.neighbours import check_metric, unit_rows
+from cdml.metrics.neighbours import check_metric, score_name, unit_rows
 from cdml.registry import Registry
 from cdml.reranking.gallery import Gallery
 
@@ -88,7 +88,7 @@ class Reranker(ABC):
     def score_name(self, metric: str) -> str:
         """What :meth:`search`'s scores are for a gallery of ``metric``: ``"distance"``
         (smallest first) or ``"similarity"`` (largest first)."""
-        return "distance" if metric == "l2" else "similarity"
+        return score_name(metric)
 
     def _fitted(self) -> Gallery:
         if self._gallery is None:

@@ -8,7 +8,12 @@ import faiss
 import numpy as np
 import torch
 
-from cdml.metrics.neighbours import inner_product_as_l2, nearest_neighbours, unit_rows
+from cdml.metrics.neighbours import (
+    inner_product_as_l2,
+    nearest_neighbours,
+    unit_rows,
+    without_own,
+)
 
 # Gathered vectors ((items x neighbours x dim) entries) held at once.
 GATHER_ELEMENTS = 1 << 23
@@ -68,10 +73,7 @@ class Gallery:
         width = min(k + int(own is not None), len(self))
         found = self.search(queries, width)
         if own is not None:
-            # Stable: the query's own index (if found) moves to the end, the rest keep order.
-            order = np.argsort(found == own[:, None], axis=1, kind="stable")
-            found = np.take_along_axis(found, order, axis=1)
-            found = np.where(found == own[:, None], -1, found)
+            found = without_own(found, own, found.shape[1])
         out = np.full((len(queries), k), -1, dtype=np.int64)
         kept = min(k, found.shape[1])
         out[:, :kept] = found[:, :kept]

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cdml.data.image_dataset import TooManyPixels, decode_rgb
+from cdml.metrics.neighbours import score_name
 from cdml.reranking import create_reranker
 from cdml.retrieval import GalleryIndex
 from cdml.serving.batching import MicroBatcher
@@ -136,7 +137,7 @@ class SearchService:
     def _score_name(self, gallery: GalleryIndex) -> str:
         if self.rerank is not None:
             return self._searcher.score_name(gallery.metric)
-        return "distance" if gallery.metric == "l2" else "similarity"
+        return score_name(gallery.metric)
 
     # ---- images -------------------------------------------------------------------------
     def decode(self, data: bytes, name: str) -> Image.Image:

@@ -11,6 +11,7 @@ import numpy as np
 
 from cdml.checks import check_seed
 from cdml.metrics import as_embeddings, as_labels, nearest_neighbours
+from cdml.metrics.neighbours import without_own
 from cdml.viz.figures import new_figure, save_png
 from cdml.viz.inputs import (
     ClassNames,
@@ -54,8 +55,7 @@ def retrieve(embeddings: Any, labels: Any, queries: Any, k: int) -> tuple[np.nda
         raise ValueError(f"k must be in [1, {len(points) - 1}] for {len(points)} items, got {k}")
     ranked = nearest_neighbours(points[query_items], points, k + 1)
     # Drop the query itself (when a tie pushes it out of the k + 1, drop the last item instead).
-    keep = np.argsort(ranked == query_items[:, None], axis=1, kind="stable")[:, :k]
-    neighbours = np.take_along_axis(ranked, keep, axis=1)
+    neighbours = without_own(ranked, query_items, k)
     return neighbours, item_labels[neighbours] == item_labels[query_items, None]
 
 
