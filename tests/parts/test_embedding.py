@@ -122,6 +122,14 @@ def test_a_folder_of_another_job_or_parts_options_for_a_file_are_refused(
     assert main(embed_argv(tiny_checkpoint, images, out, "--part-size", 5)) == 0
     assert main(embed_argv(tiny_checkpoint, images, out, "--part-size", 4)) == 2
     assert "another job (part_size differ)" in capsys.readouterr().err
+    for flag in ("--batch-size", "--part-size", "--processes"):
+        assert main(embed_argv(tiny_checkpoint, images, tmp_path / "zero", flag, 0)) == 2
+        assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
+    zero_threads = embed_argv(tiny_checkpoint, images, tmp_path / "zero")
+    zero_threads[zero_threads.index("--threads") + 1] = "0"
+    assert main(zero_threads) == 2
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()
     file_argv = ["embed", "--checkpoint", str(tiny_checkpoint), "--images", str(images)]
     assert main([*file_argv, "--out", str(tmp_path / "x.npz"), "--processes", "2"]) == 2
     assert "--processes: only for parts (add --parts)" in capsys.readouterr().err

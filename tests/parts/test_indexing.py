@@ -55,6 +55,7 @@ def test_bad_requests_of_index_from_parts(tmp_path, capsys):
         "no --checkpoint": ["--from-parts", parts, "--checkpoint", "x.ckpt"],
         "--shards: only with --from-parts": ["--checkpoint", "x.ckpt", "--shards", "2"],
         "kind must be one of": ["--from-parts", parts, "--kind", "NotAFactory"],
+        "--sample must be at least 1, got 0": ["--from-parts", parts, "--sample", "0"],
     }
     for message, argv in cases.items():
         assert main(["index", *argv, "--out", str(tmp_path / "index")]) == 2, message

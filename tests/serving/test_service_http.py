@@ -172,6 +172,8 @@ def test_a_bad_start_is_one_line_and_exit_2(digit_index, tiny_checkpoint, tmp_pa
         "--host must be an IP address": ["--index", str(digit_index), "--checkpoint",
                                          checkpoint, "--host", "localhost:80"],
         "give either --checkpoint or --model": ["--index", str(digit_index)],
+        "--port must be between 0 and 65535": ["--index", str(digit_index), "--checkpoint",
+                                               checkpoint, "--port", "99999"],
     }  # fmt: skip
     for message, argv in starts.items():
         assert main(["serve", *argv]) == 2, message

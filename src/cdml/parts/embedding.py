@@ -92,9 +92,9 @@ def embed_to_parts(
     for flag, value, least in (
         ("--part-size", part_size, 1),
         ("--processes", processes, 1),
-        ("--batch-size", batch_size or 1, 1),
+        ("--batch-size", 1 if batch_size is None else batch_size, 1),
         ("--workers", workers, 0),
-        ("--threads", threads or 1, 1),
+        ("--threads", 1 if threads is None else threads, 1),
     ):
         if value < least:
             raise ValueError(f"{flag} must be at least {least}, got {value}")  # fmt: skip

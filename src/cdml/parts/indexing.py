@@ -52,6 +52,8 @@ def index_parts(
     manifest = folder.manifest
     if out.exists():
         raise ValueError(f"{out} exists; choose another --out")
+    if sample < 1:
+        raise ValueError(f"--sample must be at least 1, got {sample}")
     if shards < 1 or shards > manifest["parts"]:
         raise ValueError(f"--shards must be between 1 and the {manifest['parts']} parts")
     finished = [part for part in range(manifest["parts"]) if folder.done(part)]

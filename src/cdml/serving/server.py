@@ -75,9 +75,13 @@ def serve(
     if threads is not None:
         _use_threads(threads)
     limits = Limits(max_upload_mb, max_pixels, max_k, max_images, timeout)
-    embedder = open_embedder(checkpoint, model, device, threads)
-    service = SearchService(embedder, index, limits, rerank, max_batch, max_wait_ms / 1000)
-    listener = _listen(host, port)
+    listener = _listen(host, port)  # a taken port is refused before the model loads
+    try:
+        embedder = open_embedder(checkpoint, model, device, threads)
+        service = SearchService(embedder, index, limits, rerank, max_batch, max_wait_ms / 1000)
+    except BaseException:
+        listener.close()
+        raise
     app = create_app(service, token, reload_every=2.0 if reload_index else None)
     _log_requests()
     facts = service.facts()
@@ -103,6 +107,8 @@ def _listen(host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     except ValueError:
         raise ValueError(f"--host must be an IP address (e.g. 127.0.0.1), got {host!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {port}")
     # IPPROTO_TCP named: asyncio then turns Nagle's algorithm off on each connection, which
     # otherwise holds a response's body for the client's delayed ACK (40 ms a request).
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
