@@ -22,6 +22,7 @@ import importlib
 import pkgutil
 
 from ._base import ExternalLoss, MetricLoss
+from ._host import as_on_accelerator, reads_are_free
 from ._method import LABELLED, VIEWS, Method, RunInfo, ViewsMethod
 from ._registry import METHODS, create_method, method_class, register_method
 from .cbswr import CBSwRObjective
@@ -61,8 +62,10 @@ __all__ = [
     "SMEObjective",
     "TripletSemihardLoss",
     "ViewsMethod",
+    "as_on_accelerator",
     "clustering_score",
     "create_method",
     "method_class",
+    "reads_are_free",
     "register_method",
 ]

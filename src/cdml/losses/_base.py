@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -14,16 +16,18 @@ class MetricLoss(Method):
     float32 (or float64).
 
     Subclasses implement :meth:`compute`, which receives ``(n, d)`` float32 or float64
-    embeddings and ``(n,)`` int64 labels on the same device and runs with autocast disabled,
+    embeddings and ``(n,)`` int64 labels on the same device (where the caller gave them if
+    the class sets ``labels_where_given``) and runs with autocast disabled,
     so under mixed precision the loss is still computed, and returned, in float32. What a
     subclass exposes about its last call (:attr:`statistics`) is logged during training.
     """
 
     batch_kind = LABELLED
+    labels_where_given: ClassVar[bool] = False
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """``embeddings`` ``(n, d)`` float, ``labels`` ``(n,)`` integer -> scalar loss."""
-        embeddings, labels = prepare_inputs(embeddings, labels)
+        embeddings, labels = prepare_inputs(embeddings, labels, not self.labels_where_given)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             return self.compute(embeddings, labels)
 

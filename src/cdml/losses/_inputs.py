@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from ._host import reads_are_free
+
 
 def check_hyperparameter(
     name: str, value: float, minimum: float | None = None, strict: bool = False
@@ -20,12 +22,16 @@ def check_hyperparameter(
     return float(value)
 
 
-def prepare_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def prepare_inputs(
+    embeddings: Tensor, labels: Tensor, move_labels: bool = True
+) -> tuple[Tensor, Tensor]:
     """Check a labelled batch and bring it to the dtype the losses compute in.
 
     Args:
-        embeddings: ``(n, d)`` floating-point tensor, finite, ``n >= 2``.
+        embeddings: ``(n, d)`` floating-point tensor, ``n >= 2``; finite (checked where
+            reading it costs no device synchronisation, see :func:`reads_are_free`).
         labels: ``(n,)`` integer tensor.
+        move_labels: bring the labels to the embeddings' device (else they stay where given).
 
     Returns:
         The embeddings as float64 if they are float64, else as float32 (so half precision and
@@ -54,10 +60,11 @@ def prepare_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"embeddings must hold at least two samples, got {n}")
     if d == 0:
         raise ValueError("embeddings must have at least one dimension, got d = 0")
-    if not torch.isfinite(embeddings).all():
+    if reads_are_free(embeddings) and not torch.isfinite(embeddings).all():
         raise ValueError("embeddings contain NaN or inf")
     dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-    return embeddings.to(dtype), labels.to(device=embeddings.device, dtype=torch.int64)
+    device = embeddings.device if move_labels else labels.device
+    return embeddings.to(dtype), labels.to(device=device, dtype=torch.int64, non_blocking=True)
 
 
 def full_precision(*tensors: Tensor) -> tuple[Tensor, ...]:

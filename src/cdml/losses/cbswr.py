@@ -128,10 +128,10 @@ class CBSwRObjective(ViewsMethod):
             terms["rim"] = self.rim(probs)
         centroid_maps = centroid_feature_maps(maps, clusters, self.num_clusters)
         if self.weights["metric"] > 0:
-            present, members = torch.unique(clusters, return_inverse=True)
+            present = clusters.new_zeros(self.num_clusters).index_fill_(0, clusters, 1).bool()
             with torch.no_grad():
-                centroids = model.embed_feature_maps(centroid_maps[present])
-            terms["metric"] = self.metric(embeddings, centroids, members)
+                centroids = model.embed_feature_maps(centroid_maps)
+            terms["metric"] = self.metric(embeddings, centroids, clusters, present)
         if self.decoder is not None:
             reconstruction = self.decoder(centroid_maps[clusters])
             target = (images * self.std + self.mean).clamp(0, 1)

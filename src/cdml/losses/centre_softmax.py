@@ -37,7 +37,16 @@ class CentreSoftmaxLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
 
-    def forward(self, embeddings: Tensor, centroids: Tensor, assignments: Tensor) -> Tensor:
+    def forward(
+        self,
+        embeddings: Tensor,
+        centroids: Tensor,
+        assignments: Tensor,
+        present: Tensor | None = None,
+    ) -> Tensor:
+        """``present`` ``(K,)`` bool: the clusters that take part (default all); the others'
+        centroids are left out of every sum, so that clusters without a member in the batch
+        need not be removed first (which would read the assignments on the host)."""
         rows, k = len(embeddings), len(centroids)
         if embeddings.ndim != 2 or rows < 2 or rows % 2:
             raise ValueError(
@@ -50,13 +59,21 @@ class CentreSoftmaxLoss(nn.Module):
             )
         if assignments.shape != (rows,) or assignments.is_floating_point():
             raise ValueError(f"assignments must be ({rows},) integers, got {assignments.dtype}")
+        if present is not None and (present.shape != (k,) or present.dtype != torch.bool):
+            raise ValueError(f"present must be ({k},) bool, got {tuple(present.shape)}")
         if k == 1:
             return embeddings.sum() * 0
+        if present is None:
+            present = torch.ones(k, dtype=torch.bool, device=centroids.device)
+        # With a single cluster taking part there is no other centroid and the loss is 0:
+        # computed over all the centroids then (finite), and zeroed.
+        several = present.sum() > 1
+        present = present | ~several
         with no_autocast(embeddings):
             f, c = full_precision(embeddings, centroids.detach())
             other_view = f.detach().roll(rows // 2, 0)
             positive = (f * other_view).sum(1) / self.temperature
-            logits = f @ c.T / self.temperature
+            logits = (f @ c.T / self.temperature).masked_fill(~present, -math.inf)
             own = torch.nn.functional.one_hot(assignments, k).bool()
             log_z_negative = logits.masked_fill(own, -math.inf).logsumexp(1)
             # log(1 - e_ij / Z_i) = log(sum_{l != j} e_il) - log Z_i, without cancellation.
@@ -66,5 +83,6 @@ class CentreSoftmaxLoss(nn.Module):
                 .masked_fill(torch.eye(k, dtype=torch.bool, device=f.device), -math.inf)
             )
             log_rest = leave_one_out.logsumexp(2) - logits.logsumexp(1, keepdim=True)
-            negatives = log_rest.masked_fill(own, 0).sum(1)
-            return -(positive - log_z_negative + negatives).mean()
+            negatives = log_rest.masked_fill(own | ~present, 0).sum(1)
+            loss = -(positive - log_z_negative + negatives).mean()
+            return torch.where(several, loss, loss * 0)

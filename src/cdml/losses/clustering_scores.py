@@ -66,7 +66,7 @@ def margin_sums(sizes: Tensor, dim: int) -> MarginSums:
 
 
 def expected_mutual_information_terms(
-    row_sizes: Tensor, col_sizes: Tensor, total: Tensor
+    row_sizes: Tensor, col_sizes: Tensor, total: Tensor, largest: int | None = None
 ) -> Tensor:
     """Contribution of each row to the expected mutual information of a contingency table.
 
@@ -74,7 +74,8 @@ def expected_mutual_information_terms(
     with the hypergeometric ``P`` and ``n_ij`` from ``max(1, a_i + b_j - N)`` to
     ``min(a_i, b_j)`` (as ``sklearn.metrics.cluster.expected_mutual_information``, which
     returns 0 for a single row or column; here such a table gives 0 up to rounding). Loops
-    over ``n_ij`` up to the largest ``min(a_i, b_j)``, read with one host synchronisation.
+    over ``n_ij`` up to the largest ``min(a_i, b_j)``: ``largest`` if given (any bound on it,
+    such as the largest class), else read with one host synchronisation.
 
     Args:
         row_sizes: ``(..., R)`` row sums ``a`` (rows of size 0 contribute 0).
@@ -98,7 +99,8 @@ def expected_mutual_information_terms(
     lower = torch.clamp(a + b - n, min=1)
     upper = torch.minimum(a, b)
     emi = torch.zeros_like(log_norm)
-    largest = int(upper.max()) if upper.numel() else 0
+    if largest is None:
+        largest = int(upper.max()) if upper.numel() else 0
     for count in range(1, largest + 1):
         log_probability = (
             log_norm

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
@@ -9,6 +11,7 @@ from torch import Tensor
 from cdml.tuning.knob import Knob
 
 from ._base import MetricLoss
+from ._host import reads_are_free
 from ._inputs import check_hyperparameter
 from ._pairwise import distances
 from ._registry import register_method
@@ -79,6 +82,9 @@ class FacilityLocationLoss(MetricLoss):
     logging; :attr:`statistics` gathers the three scores by name.
     """
 
+    # The classes are counted where the labels are: on the host, as loaders give them, this
+    # costs an accelerator nothing.
+    labels_where_given = True
     search_space = {
         "margin_multiplier": Knob(0.1, 10.0, log=True),
         "margin_decay": Knob(0.8, 1.0),
@@ -137,18 +143,19 @@ class FacilityLocationLoss(MetricLoss):
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         dist = distances(embeddings)
         with torch.no_grad():
-            names, classes = torch.unique(labels, return_inverse=True)
+            classes, n_classes, largest_class = _class_structure(labels)
+            classes = classes.to(dist.device, non_blocking=True)
             average = {"nmi": self.nmi_average, "ami": self.ami_average}.get(
                 self.margin_type, "arithmetic"
             )
-            scorer = _MarginScorer(classes, len(names), self.margin_type, average)
+            scorer = _MarginScorer(classes, n_classes, largest_class, self.margin_type, average)
             # Inference in float64, where objectives equal in exact arithmetic differ by far
             # less than the tie tolerance.
             detached = dist.detach().double()
-            tie = _TIE_TOLERANCE * (detached.sum(0).max() + self.margin_multiplier)
-            medoids, score = self._greedy(detached, scorer, tie)
-            medoids, score = self._refine(detached, medoids, score, scorer, tie)
-            exemplars = _oracle_medoids(detached, classes, len(names))
+            search = _MedoidSearch(detached, self.margin_multiplier, scorer)
+            medoids = search.refine(search.greedy(n_classes), self.pam_iters)
+            score = scorer.score(_assign(detached, medoids), n_classes)
+            exemplars = _oracle_medoids(detached, classes, n_classes)
         predicted = -dist.index_select(1, medoids).min(1).values.sum()
         oracle = -dist.gather(1, exemplars[classes][:, None]).sum()
         score = score.to(dist.dtype)
@@ -158,115 +165,203 @@ class FacilityLocationLoss(MetricLoss):
         self.last_clustering_score = score
         return torch.relu(predicted + self.margin_multiplier * (1 - score) - oracle)
 
-    def _greedy(self, dist: Tensor, scorer: _MarginScorer, tie: Tensor) -> tuple[Tensor, Tensor]:
-        """Algorithm 1: ``K`` greedy additions -> medoids ``(K,)`` and their score ``()``."""
+
+def _class_structure(labels: Tensor) -> tuple[Tensor, int, int]:
+    """``(n,)`` labels -> class index of each sample ``(n,)`` int64 (on the labels' device),
+    the number of classes and the size of the largest, read on the host."""
+    _, classes, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
+    return classes, len(sizes), int(sizes.max())
+
+
+class _MedoidSearch:
+    """Loss-augmented inference over the points of ``dist`` ``(n, n)`` (float64): the greedy
+    (Algorithm 1) and the swap refinement (Algorithm 2) of :class:`FacilityLocationLoss`,
+    maximising ``F(S) + gamma Delta(S)`` (``F(S)`` alone without a scorer or when
+    ``gamma = 0``).
+
+    Each step scores all its candidates at once through the points they would move: candidate
+    ``c`` of a greedy step moves the points closer to it than to their nearest medoid, a
+    rare pair after the first steps. Where reading values is free (the CPU) these pairs are
+    compacted and a refinement sweep stops at its first unchanged step; elsewhere every pair is
+    kept with a weight of 0 or 1 and the loops run their full length, so nothing is read on the
+    host and the medoids are the same.
+    """
+
+    def __init__(self, dist: Tensor, gamma: float, scorer: _MarginScorer | None) -> None:
+        self.dist = dist
+        self.gamma = gamma
+        self.scorer = scorer if gamma > 0 else None
+        self.tie = _TIE_TOLERANCE * (dist.sum(0).max() + gamma)
+        self.reads = reads_are_free(dist)
+        self.points = torch.arange(len(dist), device=dist.device)
+
+    def greedy(self, k: int) -> Tensor:
+        """Algorithm 1: ``k`` greedy additions -> medoids ``(k,)`` in selection order."""
+        dist, points = self.dist, self.points
         n = len(dist)
-        eye = torch.eye(n, dtype=torch.bool, device=dist.device)
-        chosen = torch.zeros(n, dtype=torch.bool, device=dist.device)
         cluster = torch.zeros(n, dtype=torch.long, device=dist.device)
-        nearest = torch.full((n,), torch.inf, dtype=dist.dtype, device=dist.device)
-        medoids = []
-        for step in range(scorer.n_classes):
-            # moved[i, c]: adding candidate c takes point i (strictly closer; c itself always).
-            moved = (dist < nearest[:, None]) | eye
-            facility = -torch.minimum(dist, nearest[:, None]).sum(0)
-            target = torch.full((n,), step, device=dist.device)
-            scores = scorer(cluster, moved, target, step + 1)
-            objective = facility + self.margin_multiplier * (1 - scores)
-            objective = objective.masked_fill(chosen, -torch.inf)
-            best = (objective >= objective.max() - tie).byte().argmax().view(1)
+        # The first medoid takes every point, whichever it is: one cluster, one score.
+        objective = -dist.sum(0)
+        if self.scorer is not None:
+            objective += self.gamma * (1 - self.scorer.score(cluster, 1))
+        best = self._first_best(objective)
+        medoids = [best]
+        chosen = torch.zeros(n, dtype=torch.bool, device=dist.device).index_fill_(0, best, True)
+        nearest = dist.index_select(1, best).squeeze(1)
+        # Pairs (point i, candidate c), i != c, by candidate: c takes i if dist[i, c] <
+        # nearest[i]. (By candidate, the scorer's buffers are read and written in order.)
+        cand = points.repeat_interleave(n - 1)
+        point = torch.arange(n - 1, device=dist.device).repeat(n)
+        point += point >= cand
+        pair_dist = dist.flatten().index_select(0, point * n + cand)
+        for step in range(1, k):
+            keep = pair_dist < nearest.index_select(0, point)
+            (point, cand, pair_dist), weight = self._compact(keep, point, cand, pair_dist)
+            # F(S + c) = -sum_i nearest_i + sum_i max(0, nearest_i - dist[i, c]).
+            gain = nearest.index_select(0, point) - pair_dist
+            if weight is not None:
+                gain = gain * weight
+            objective = (nearest - dist.diagonal()).clamp_min(0).index_add_(0, cand, gain)
+            objective -= nearest.sum()
+            if self.scorer is not None:
+                objective = objective.masked_fill(chosen, -torch.inf)
+                contenders = self._contenders(objective)
+                mover, moved, moving_weight = cand, point, weight
+                if contenders is not None:
+                    (mover, moved), _ = self._compact(contenders.index_select(0, cand), cand, point)
+                    (selves,), _ = self._compact(contenders, points)
+                else:
+                    selves = points
+                if moving_weight is not None:
+                    moving_weight = torch.cat((moving_weight, torch.ones_like(cluster)))
+                moving = _Moves(
+                    torch.cat((mover, selves)), torch.cat((moved, selves)), moving_weight
+                )
+                scores = self.scorer(cluster, step + 1, moving, into=torch.full_like(cluster, step))
+                objective += self.gamma * (1 - scores)
+                if contenders is not None:
+                    objective = objective.masked_fill(~contenders, -torch.inf)
+            best = self._first_best(objective.masked_fill(chosen, -torch.inf))
             medoids.append(best)
             chosen.index_fill_(0, best, True)
-            taken = moved.index_select(1, best).squeeze(1)
+            takes = (cand == best).long() if weight is None else (cand == best) * weight
+            taken = torch.zeros_like(cluster).index_add_(0, point, takes) > 0
+            taken.index_fill_(0, best, True)
             cluster = cluster.masked_fill(taken, step)
             nearest = torch.where(taken, dist.index_select(1, best).squeeze(1), nearest)
-            score = scores.index_select(0, best)
-        return torch.cat(medoids), score.squeeze(0)
+        return torch.cat(medoids)
 
-    def _refine(
-        self, dist: Tensor, medoids: Tensor, score: Tensor, scorer: _MarginScorer, tie: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Algorithm 2: ``pam_iters`` sweeps of medoid swaps -> medoids and their score.
+    def refine(self, medoids: Tensor, sweeps: int) -> Tensor:
+        """Algorithm 2: up to ``sweeps`` sweeps of medoid swaps -> medoids ``(k,)``.
 
         The steps of a sweep are sequential, but one that keeps its medoid leaves ``S`` as it
         was: so all remaining steps are evaluated at once, the first that changes its medoid
-        is applied, and the evaluation resumes after it.
+        is applied, and the evaluation resumes after it. A sweep that changes nothing ends the
+        refinement, since the following sweeps would repeat it.
         """
-        k_count = len(medoids)
-        positions = torch.arange(k_count, device=dist.device)
-        for _ in range(self.pam_iters):
-            clusters = _assign(dist, medoids)
-            order = clusters.argsort(stable=True)  # cluster by cluster, ascending within
-            offsets = [0, *torch.bincount(clusters, minlength=k_count).cumsum(0).tolist()]
-            first, swapped = 0, False
-            while first < k_count:
-                candidates = order[offsets[first] :]
-                best, best_scores = self._best_swaps(
-                    dist, medoids, clusters, candidates, scorer, tie
-                )
-                changed = ((best != medoids) & (positions >= first)).nonzero().flatten().tolist()
-                if not changed:
+        k = len(medoids)
+        positions = torch.arange(k, device=medoids.device)
+        for _ in range(sweeps):
+            clusters = _assign(self.dist, medoids)
+            before = medoids
+            first = torch.zeros((), dtype=torch.long, device=medoids.device)
+            for _ in range(k):  # a step changes at most one medoid, each at most once
+                best = self._best_swaps(medoids, clusters, first)
+                changed = (best != medoids) & (positions >= first)
+                if self.reads and not changed.any():
                     break
-                first, swapped = changed[0], True
-                medoids = medoids.index_copy(
-                    0, positions[first : first + 1], best[first : first + 1]
-                )
-                score = best_scores[first]
-                first += 1
-            if not swapped:
+                at = torch.where(changed.any(), changed.byte().argmax(), k)
+                medoids = torch.where(positions == at, best, medoids)
+                first = at + 1
+            if self.reads and torch.equal(medoids, before):
                 break
-        return medoids, score
+        return medoids
 
-    def _best_swaps(
-        self,
-        dist: Tensor,
-        medoids: Tensor,
-        clusters: Tensor,
-        candidates: Tensor,
-        scorer: _MarginScorer,
-        tie: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """One refinement step for every candidate at once, each for its own cluster.
+    def _best_swaps(self, medoids: Tensor, clusters: Tensor, first: Tensor) -> Tensor:
+        """One refinement step for every candidate of the clusters from ``first`` on, each for
+        its own cluster -> ``(k,)`` the best candidate of each cluster (ties: the lowest
+        index; ``n`` for the clusters before ``first``).
 
-        Candidate ``m`` of cluster ``k = clusters[m]`` is scored by
-        ``- sum_{clusters[i] = k} D[i, m] + gamma Delta(S with S_k := m)``.
-
-        Returns:
-            ``(K,)`` the best candidate of each cluster (ties: the lowest index; ``n`` for a
-            cluster without candidates) and ``(K,)`` the score of its assignment.
+        Candidate ``m`` of cluster ``t = clusters[m]`` is scored by
+        ``- sum_{clusters[i] = t} D[i, m] + gamma Delta(S with S_t := m)``.
         """
-        n, k_count = len(dist), len(medoids)
-        target = clusters.index_select(0, candidates)
-        at_medoids = dist.index_select(1, medoids)
+        dist, points = self.dist, self.points
+        n, k = len(dist), len(medoids)
         current = _assign(dist, medoids)
-        # The points of the swapped cluster that the candidate does not take go to their nearest
-        # other medoid (ties: first in S); the other points compare it with their own.
-        second = at_medoids.scatter(1, current[:, None], torch.inf).argmin(1)
-        other = torch.where(current[:, None] == target, second[:, None], current[:, None])
-        other_dist = at_medoids.gather(1, other)
-        to_candidates = dist.index_select(1, candidates)
-        moved = (to_candidates < other_dist) | (to_candidates == other_dist) & (other > target)
-        moved |= torch.arange(n, device=dist.device)[:, None] == candidates
-        # The other medoids stay in their own clusters whatever the distances.
-        position = torch.full_like(current, -1).index_copy_(
-            0, medoids, torch.arange(k_count, device=dist.device)
+        at_medoids = dist.index_select(1, medoids)
+        own = at_medoids.gather(1, current[:, None])
+        second = at_medoids.scatter(1, current[:, None], torch.inf).argmin(1, keepdim=True)
+        second_dist = at_medoids.gather(1, second)
+        active = clusters >= first
+        target = clusters[None, :]
+        objective = -(dist * (clusters[:, None] == target)).sum(0)
+        if self.scorer is not None:
+            # Candidate m takes the points (not medoids) closer to it than to their own medoid
+            # (ties: an own medoid after S_t in S), and itself; the points of its cluster that
+            # it does not take leave for their nearest other medoid (ties: the first in S).
+            within = current[:, None] == target
+            itself = points[:, None] == points
+            medoid = torch.zeros(n, dtype=torch.bool, device=dist.device)
+            medoid.index_fill_(0, medoids, True)
+            joins = (
+                ~within
+                & ~medoid[:, None]
+                & ((dist < own) | (dist == own) & (current[:, None] > target))
+            )
+            joins |= itself & ~within
+            leaves = (
+                within
+                & ~itself
+                & ((dist > second_dist) | (dist == second_dist) & (second < target))
+            )
+            joining = self._pairs(joins & active)
+            leaving = self._pairs(leaves & active)
+            scores = self.scorer(
+                current, k, joining, into=clusters, leaving=leaving, leave_to=second.squeeze(1)
+            )
+            objective += self.gamma * (1 - scores)
+        objective = objective.masked_fill(~active, -torch.inf)
+        top = objective.new_full((k,), -torch.inf).scatter_reduce(0, clusters, objective, "amax")
+        winner = active & (objective >= top.index_select(0, clusters) - self.tie)
+        return torch.full_like(medoids, n).scatter_reduce(
+            0, clusters, torch.where(winner, points, n), "amin"
         )
-        moved &= (position[:, None] < 0) | (position[:, None] == target)
-        scores = scorer(current, moved, target, k_count, leave_to=second)
-        within = (to_candidates * (clusters[:, None] == target)).sum(0)
-        objective = -within + self.margin_multiplier * (1 - scores)
-        top = objective.new_full((k_count,), -torch.inf).scatter_reduce(
-            0, target, objective, "amax"
-        )
-        winner = objective >= top.index_select(0, target) - tie
-        best = torch.full_like(medoids, n).scatter_reduce(
-            0, target, torch.where(winner, candidates, n), "amin"
-        )
-        winner &= candidates == best.index_select(0, target)
-        best_scores = scores.new_zeros(k_count).index_add_(
-            0, target, torch.where(winner, scores, 0)
-        )
-        return best, best_scores
+
+    def _pairs(self, mask: Tensor) -> _Moves:
+        """``(n, n)`` bool ``[i, m]``: candidate ``m`` moves point ``i`` -> the moves."""
+        n = len(mask)
+        (index,), weight = self._compact(mask.flatten(), torch.arange(n * n, device=mask.device))
+        return _Moves(index % n, index // n, weight)
+
+    def _compact(self, keep: Tensor, *pairs: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        """The ``pairs`` arrays where ``keep`` holds, where reading is free; else all of them
+        and ``keep`` as float64 weights."""
+        if self.reads:
+            index = keep.nonzero().squeeze(1)
+            return [values.index_select(0, index) for values in pairs], None
+        return list(pairs), keep.long()
+
+    def _contenders(self, facility: Tensor) -> Tensor | None:
+        """``(n,)`` bool: the candidates that can win, where reading is free (None: all).
+
+        The margin adds at most ``gamma`` to a candidate's facility score: one whose score is
+        more than ``gamma`` below the best facility score cannot reach the best objective.
+        """
+        if not self.reads:
+            return None
+        return facility >= facility.max() - self.gamma - self.tie
+
+    def _first_best(self, objective: Tensor) -> Tensor:
+        """``(1,)`` the lowest index whose objective ties with the largest."""
+        return (objective >= objective.max() - self.tie).byte().argmax().view(1)
+
+
+class _Moves(NamedTuple):
+    """Points that candidates move to another cluster: ``(P,)`` each."""
+
+    cand: Tensor  # the candidate (an index of the batch) making the move
+    point: Tensor  # the point moved
+    weight: Tensor | None  # 1 for a move, 0 for a pair that is none; None: all moves
 
 
 def _assign(dist: Tensor, medoids: Tensor) -> Tensor:
@@ -286,104 +381,191 @@ def _oracle_medoids(dist: Tensor, classes: Tensor, n_classes: int) -> Tensor:
 class _MarginScorer:
     """Clipped clustering scores of the assignments proposed by many candidates at once.
 
-    Each candidate changes a base assignment in one cluster. The contingency tables of all
-    candidates are built at once, their cells numbered by a point that lies in them, so that a
-    call costs ``O(n m)`` for ``m`` candidates whatever the number of clusters.
+    Each candidate moves a few points of a base assignment to other clusters. A score needs
+    sums over the contingency table's cells and rows of ``x log x`` (``x^2`` for ``"ari"``;
+    ``"ami"`` adds EMI terms by row size). A candidate changes them only in the cells and rows
+    its moves touch, so a call costs ``O(n + P)`` for ``P`` moves: the count changes of each
+    (candidate, cell) and (candidate, row) are gathered in a buffer of ``n (2n + 2K)`` numbers
+    kept zero between calls. A cell is numbered by its first point in the base assignment,
+    else by class (``n + class``: a cell of the cluster the candidate fills) or by its first
+    point among those leaving for it (``n + K + point``).
     """
 
-    def __init__(self, classes: Tensor, n_classes: int, kind: str, average: str) -> None:
+    def __init__(
+        self, classes: Tensor, n_classes: int, largest_class: int, kind: str, average: str
+    ) -> None:
         n = len(classes)
+        device = classes.device
         self.classes = classes
-        self.classes_twice = classes.repeat(2)
         self.n_classes = n_classes
         self.kind = kind
         self.average = average
-        self.points = torch.arange(2 * n, device=classes.device)
-        ones = torch.ones(n, dtype=torch.float64, device=classes.device)
-        class_sizes = ones.new_zeros(n_classes).index_add_(0, classes, ones)
+        self.points = torch.arange(n, device=device)
+        self.ones = torch.ones(n, dtype=torch.float64, device=device)
+        class_sizes = self.ones.new_zeros(n_classes).index_add_(0, classes, self.ones)
         self.total = class_sizes.sum()
         self.cols = margin_sums(class_sizes, 0)
-        counts = torch.arange(n + 1, dtype=torch.float64, device=classes.device)
-        self.xlogx = torch.xlogy(counts, counts)  # of every possible count
-        # EMI is a sum over clusters of a function of the cluster size alone (the class sizes
-        # being fixed): tabulate it for every possible size.
-        self.emi_by_size = None
+        counts = torch.arange(n + 1, dtype=torch.float64, device=device)
+        # Functions of a count, tabulated: the cells and rows sums of the first; for "ami" the
+        # second is the EMI, a sum over clusters of a function of their size (the class sizes
+        # being fixed).
+        self.tables = [counts.square() if kind == "ari" else torch.xlogy(counts, counts)]
         if kind == "ami":
-            self.emi_by_size = expected_mutual_information_terms(counts, class_sizes, self.total)
+            self.tables.append(
+                expected_mutual_information_terms(counts, class_sizes, self.total, largest_class)
+            )
+        self.width = 2 * n + n_classes
+        self.row_keys = n * self.width  # rows after the cells
+        self.changes = _GroupChanges(2 * self.row_keys, device)
+
+    def score(self, assignment: Tensor, n_clusters: int) -> Tensor:
+        """``()`` the clipped score of one ``(n,)`` assignment to ``n_clusters`` clusters."""
+        cell_sums, row_sums = self._base(assignment, n_clusters)[-2:]
+        return self._scores(cell_sums, row_sums, n_clusters).squeeze(0)
 
     def __call__(
         self,
         base: Tensor,
-        moved: Tensor,
-        target: Tensor,
         n_clusters: int,
+        joining: _Moves,
+        into: Tensor,
+        leaving: _Moves | None = None,
         leave_to: Tensor | None = None,
     ) -> Tensor:
-        """Scores after each candidate's change.
-
-        Candidate ``c`` puts the points ``moved[:, c]`` in cluster ``target[c]``, sends the
-        other points of that cluster to ``leave_to`` and leaves the rest in ``base``.
+        """Scores after each candidate's moves.
 
         Args:
             base: ``(n,)`` int64 cluster of each point, in ``[0, n_clusters)``.
-            moved: ``(n, m)`` bool.
-            target: ``(m,)`` int64 cluster of each candidate.
-            n_clusters: number of clusters; each must be non-empty after every change (it
-                holds its medoid).
-            leave_to: ``(n,)`` int64 cluster of the points their cluster's candidate does not
-                take, never their own; None when no such point exists.
+            n_clusters: number of clusters; each must be non-empty after every change.
+            joining: moves of points into the candidate's cluster ``into[cand]``.
+            into: ``(n,)`` int64 cluster that each candidate fills.
+            leaving: moves of points to ``leave_to[point]``, never their base cluster.
+            leave_to: ``(n,)`` int64, with ``leaving``.
 
         Returns:
-            ``(m,)`` float64 scores of the labels against each resulting assignment, clipped
-            below at 0.
+            ``(n,)`` float64 score of each candidate's assignment, clipped below at 0.
         """
-        n, m = moved.shape
-        k = self.n_classes
-        # Per candidate, which points enter the target cluster, stay in their base cluster or
-        # depart to `leave_to` (counts up to n are exact in float32).
-        entering = moved.to(torch.float32)
-        staying = 1 - entering
-        owners = base
-        if leave_to is not None:
-            departing = ((base[:, None] == target) & ~moved).to(torch.float32)
-            staying -= departing
-            owners = torch.cat((base, leave_to))
-        # Cells (cluster, class) outside the target cluster are those of `base` and `leave_to`,
-        # each numbered by the first point (of these n or 2n) that lies in it, so there are at
-        # most 2n of them whatever the number of clusters. The target cluster's cells, which
-        # the change empties of their base points, follow, one per class.
-        keys = owners * k + self.classes_twice[: len(owners)]
-        slots = len(keys)
-        slot = torch.full((n_clusters * k,), slots, device=base.device)
-        slot = slot.scatter_reduce_(0, keys, self.points[:slots], "amin").index_select(0, keys)
-        cells = entering.new_zeros(slots + k, m)
-        cells[:slots].index_add_(0, slot[:n], staying)
-        cells[slots:].index_add_(0, self.classes, entering)
-        rows = entering.new_zeros(n_clusters, m).index_add_(0, base, staying)
-        rows.scatter_add_(0, target[None, :], entering.sum(0, keepdim=True))
-        if leave_to is not None:
-            cells[:slots].index_add_(0, slot[n:], departing)
-            rows.index_add_(0, leave_to, departing)
+        n, k = len(base), self.n_classes
+        cell_of, cells, rows, cell_sums, row_sums = self._base(base, n_clusters)
+        first_point = torch.full_like(cells, n).scatter_reduce_(0, cell_of, self.points, "amin")
+        # Of each point: its cell's number and count, its row and the row's count.
+        source = torch.stack(
+            (
+                first_point.index_select(0, cell_of),
+                cells.index_select(0, cell_of),
+                base,
+                rows.index_select(0, base),
+            )
+        )
+        moves = [(joining, into.index_select(0, joining.cand), n + self.classes)]
+        if leaving is not None:
+            leave_cell = leave_to * k + self.classes
+            first_leaving = torch.full_like(first_point, n)
+            first_leaving.scatter_reduce_(0, leave_cell, self.points, "amin")
+            fallback = n + k + first_leaving.index_select(0, leave_cell)
+            moves.append((leaving, leave_to.index_select(0, leaving.point), fallback))
+        owners, keys, counts, deltas = [], [], [], []
+        for move, destination, fallback in moves:
+            point, cand = move.point, move.cand
+            number, count, row, row_count = source.index_select(1, point)
+            destination_cell = destination * k + self.classes.index_select(0, point)
+            present = first_point.index_select(0, destination_cell)
+            cell_key = cand * self.width
+            row_key = cand * k + self.row_keys
+            weight = torch.ones_like(point) if move.weight is None else move.weight
+            owners += [cand, cand, cand + n, cand + n]
+            keys += [
+                cell_key + number,
+                cell_key + torch.where(present < n, present, fallback.index_select(0, point)),
+                row_key + row,
+                row_key + destination,
+            ]
+            counts += [
+                count,
+                cells.index_select(0, destination_cell),
+                row_count,
+                rows.index_select(0, destination),
+            ]
+            deltas += [-weight, weight, -weight, weight]
+        changes = self.changes(
+            torch.cat(owners), torch.cat(keys), torch.cat(counts), torch.cat(deltas), self.tables
+        )
+        return self._scores(cell_sums + changes[:, :n], row_sums + changes[:, n:], n_clusters)
+
+    def _base(self, assignment: Tensor, n_clusters: int) -> tuple[Tensor, ...]:
+        """The cell of each point ``(n,)``, the int64 counts of the cells ``(n_clusters K,)``
+        and rows ``(n_clusters,)``, and the sums of each table over cells and rows ``(q, 1)``."""
+        cell_of = assignment * self.n_classes + self.classes
+        ones = torch.ones_like(assignment)
+        cells = assignment.new_zeros(n_clusters * self.n_classes)
+        cells.index_add_(0, cell_of, ones)
+        rows = assignment.new_zeros(n_clusters).index_add_(0, assignment, ones)
+        cell_sums, row_sums = (
+            torch.stack([table.index_select(0, counts).sum() for table in self.tables])[:, None]
+            for counts in (cells, rows)
+        )
+        return cell_of, cells, rows, cell_sums, row_sums
+
+    def _scores(self, cell_sums: Tensor, row_sums: Tensor, n_clusters: int) -> Tensor:
+        """Scores from the tables' sums over cells and rows ``(q, m)`` -> ``(m,)``."""
+        zero = torch.zeros_like(self.total)
+        first = (cell_sums[0], row_sums[0])
+        xlogx, square = ((zero, zero), first) if self.kind == "ari" else (first, (zero, zero))
         stats = ContingencyStats(
             total=self.total,
-            xlogx=self._xlogx_sum(cells),
-            square=_square_sum(cells),
-            rows=MarginSums(
-                self._xlogx_sum(rows), _square_sum(rows), torch.full_like(self.total, n_clusters)
-            ),
+            xlogx=xlogx[0],
+            square=square[0],
+            rows=MarginSums(xlogx[1], square[1], torch.full_like(self.total, n_clusters)),
             cols=self.cols,
-            emi=None if self.emi_by_size is None else self.emi_by_size[rows.long()].sum(0),
+            emi=row_sums[1] if self.kind == "ami" else None,
         )
         return scores_from_stats(stats, self.kind, self.average).clamp_min(0)
 
-    def _xlogx_sum(self, counts: Tensor) -> Tensor:
-        """``(groups, m)`` float32 counts -> ``(m,)`` float64 sums of x log x, looked up."""
-        return self.xlogx.index_select(0, counts.long().flatten()).view_as(counts).sum(0)
 
+class _GroupChanges:
+    """Changes of functions of counts over groups named by keys in ``[0, size)``, through a
+    buffer kept zero between calls, so that a call costs its number of entries, not ``size``."""
 
-def _square_sum(counts: Tensor) -> Tensor:
-    """``(groups, m)`` float32 counts -> ``(m,)`` float64 sums of x^2 (exact below 2^24)."""
-    return counts.square().sum(0).double()
+    # Each entry adds its change plus this to its group: the sum then holds both the group's
+    # net change (less than half of it in size) and its number of entries.
+    _PACK = 2**24
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.sums = torch.zeros(size, dtype=torch.long, device=device)
+
+    def __call__(
+        self, owner: Tensor, key: Tensor, count: Tensor, delta: Tensor, tables: list[Tensor]
+    ) -> Tensor:
+        """Per owner, ``sum over its groups of table[count + sum delta] - table[count]``.
+
+        Args:
+            owner: ``(E,)`` int64 owner of each entry, in ``[0, m)``, ``m = 2 (len(table) -
+                1)`` (the candidates' cells, then their rows).
+            key: ``(E,)`` int64 group of each entry (of its owner's).
+            count: ``(E,)`` int64 count of the entry's group before the change.
+            delta: ``(E,)`` int64 change each entry makes to its group's count.
+            tables: ``q`` functions of a count, ``(n + 1,)`` float64 each.
+
+        Returns:
+            ``(q, m)`` float64.
+        """
+        self.sums.index_add_(0, key, delta + self._PACK)
+        packed = self.sums.index_select(0, key)
+        self.sums.index_fill_(0, key, 0)
+        entries = (packed + self._PACK // 2) // self._PACK
+        after = count + packed - entries * self._PACK
+        share = (
+            entries.double().reciprocal()
+        )  # each entry of a group carries its share of the group's change
+        m = 2 * (len(tables[0]) - 1)
+        return torch.stack(
+            [
+                share.new_zeros(m).index_add_(
+                    0, owner, (table.index_select(0, after) - table.index_select(0, count)) * share
+                )
+                for table in tables
+            ]
+        )
 
 
 def facility_location_medoids(dist: Tensor, k: int, pam_iters: int = 5) -> Tensor:
@@ -393,11 +575,5 @@ def facility_location_medoids(dist: Tensor, k: int, pam_iters: int = 5) -> Tenso
     lowest index). Computed in float64 on ``dist``'s device."""
     if not 1 <= k <= len(dist):
         raise ValueError(f"k must lie in 1..{len(dist)} (the number of points), got {k}")
-    search = FacilityLocationLoss(margin_multiplier=0.0, pam_iters=pam_iters)
-    dist = dist.double()
-    # Without a margin the clustering score drops out of the objective: any classes will do.
-    classes = torch.zeros(len(dist), dtype=torch.long, device=dist.device)
-    scorer = _MarginScorer(classes, k, "nmi", "arithmetic")
-    tie = _TIE_TOLERANCE * dist.sum(0).max()
-    medoids, score = search._greedy(dist, scorer, tie)
-    return search._refine(dist, medoids, score, scorer, tie)[0]
+    search = _MedoidSearch(dist.double(), 0.0, None)
+    return search.refine(search.greedy(k), pam_iters)

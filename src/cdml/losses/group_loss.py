@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from cdml.tuning.knob import Knob
 
 from ._base import MetricLoss
+from ._host import reads_are_free
 from ._inputs import check_hyperparameter, prepare_inputs
 from ._method import embed_labelled_batch
 from ._pairwise import rank_in_class
@@ -118,7 +119,8 @@ class GroupLoss(MetricLoss):
                 f"embedding_size = {self.classifier.in_features}"
             )
         num_classes = self.classifier.out_features
-        if labels.min() < 0 or labels.max() >= num_classes:
+        # Checked where reading the labels is free; on an accelerator the one-hot fails.
+        if reads_are_free(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"labels must lie in [0, num_classes = {num_classes})")
         weight = self.classifier.weight.to(embeddings.dtype)
         bias = self.classifier.bias.to(embeddings.dtype)

@@ -51,7 +51,9 @@ def cluster_statistics(probs: Tensor) -> dict[str, Tensor]:
     device (no host synchronisation). Shapes: ``probs (N, K)``.
     """
     _check_probs(probs)
-    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).float()
+    hard = probs.argmax(1)
+    counts = probs.new_zeros(probs.shape[1], dtype=torch.float32)
+    counts.index_add_(0, hard, torch.ones_like(hard, dtype=torch.float32))
     shares = counts / counts.sum()
     entropy = -torch.special.xlogy(shares, shares).sum() / math.log(probs.shape[1])
     return {"non_empty_clusters": (counts > 0).sum().float(), "cluster_entropy": entropy}

@@ -69,5 +69,5 @@ def centroid_feature_maps(maps: Tensor, assignments: Tensor, num_clusters: int) 
     if assignments.shape != (len(maps),):
         raise ValueError(f"assignments must have shape ({len(maps)},), got {assignments.shape}")
     sums = maps.new_zeros((num_clusters, *maps.shape[1:])).index_add(0, assignments, maps)
-    counts = torch.bincount(assignments, minlength=num_clusters).clamp(min=1)
-    return sums / counts.to(maps.dtype).view(-1, *([1] * (maps.ndim - 1)))
+    counts = maps.new_zeros(num_clusters).index_add_(0, assignments, maps.new_ones(len(maps)))
+    return sums / counts.clamp(min=1).view(-1, *([1] * (maps.ndim - 1)))
