@@ -5,8 +5,16 @@ and against a training step of the default backbone.
                                       [--skip-backbone]
 
 Batches of 64-d L2-normalised embeddings with 4 samples per class: n = 128 (the paper's
-setting, 32 classes), 256 and 512. Each loss time is the median of ``--repeats`` runs after a
-warm-up. The literal reference (tests/losses/reference_facility.py: one scikit-learn call per
+setting, 32 classes), 256, 512 and 1024. Each loss time is the median of ``--repeats`` runs
+after a warm-up.
+
+The facility-location loss is also put against a floor: the arithmetic of its greedy search
+alone, ``K`` steps each taking the minimum of every candidate's distances with each point's
+nearest medoid over the ``n x n`` float64 matrix and summing them (``K n^2`` distance-min
+operations, about 33 M at n = 512), timed as one torch pass per step on the same thread. The
+loss adds the margin's clustering scores, the refinement, the distances and the backward.
+
+The literal reference (tests/losses/reference_facility.py: one scikit-learn call per
 candidate) runs once at n = 128. The backbone step is timm's ``efficientnet_lite0`` (random
 weights, 64-d output), batch 128 at 227 x 227, forward + backward, one warm-up and two timed
 iterations, with torch's default number of threads.
@@ -31,7 +39,7 @@ from cdml.losses import LABELLED, METHODS, RunInfo, create_method
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.losses.reference_facility import facility_location_reference  # noqa: E402
 
-SIZES = (128, 256, 512)
+SIZES = (128, 256, 512, 1024)
 PER_CLASS = 4
 DIM = 64
 LOSSES = [name for name, cls in METHODS.items() if cls.batch_kind == LABELLED]
@@ -68,6 +76,19 @@ def loss_seconds(name: str, n: int, repeats: int) -> float:
         loss(embeddings, labels).backward()
 
     return median_seconds(step, repeats)
+
+
+def floor_seconds(n: int, repeats: int) -> float:
+    """``K = n / 4`` passes of ``min(D, nearest)`` summed over the points, float64."""
+    embeddings, _ = batch(n)
+    dist = torch.cdist(embeddings, embeddings).double()
+    nearest = dist[:, 0].clone()
+
+    def search() -> None:
+        for _ in range(n // PER_CLASS):
+            torch.minimum(dist, nearest[:, None]).sum(0)
+
+    return median_seconds(search, repeats)
 
 
 def reference_seconds(n: int) -> float:
@@ -113,6 +134,16 @@ def main() -> None:
         table.add_row(name, *(f"{milliseconds[name, n]:.2f}" for n in SIZES))
     console.print(table)
 
+    floors = {n: 1e3 * floor_seconds(n, args.repeats) for n in SIZES}
+    console.print(
+        "facility location against the floor of its greedy's arithmetic (K n^2 distance-min "
+        "operations): "
+        + "; ".join(
+            f"n = {n}: {milliseconds['facility', n]:.1f} ms, floor {floors[n]:.1f} ms, "
+            f"[bold]{milliseconds['facility', n] / floors[n]:.1f}x[/bold]"
+            for n in SIZES
+        )
+    )
     facility = milliseconds["facility", 128]
     if not args.skip_reference:
         reference = 1e3 * reference_seconds(128)

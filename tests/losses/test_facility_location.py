@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdml.losses import FacilityLocationLoss
+from cdml.losses import FacilityLocationLoss, as_on_accelerator
 
 from .reference_facility import facility_location_reference
 
@@ -216,3 +216,16 @@ def test_gradcheck():
 def test_bad_hyperparameters_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FacilityLocationLoss(**kwargs)
+
+
+@pytest.mark.parametrize("margin_type", KINDS)
+@pytest.mark.parametrize(("n", "n_classes", "seed"), [(24, 6, 0), (40, 10, 1), (64, 32, 2)])
+def test_the_accelerator_search_finds_the_same_medoids(margin_type, n, n_classes, seed):
+    # Without reads: no compaction, no pruning, loops of full length.
+    embeddings, labels = _batch(n, n_classes, seed)
+    loss = FacilityLocationLoss(margin_multiplier=2.0, margin_type=margin_type)
+    value = loss(embeddings, labels)
+    medoids = loss.last_medoids
+    with as_on_accelerator():
+        assert loss(embeddings, labels).item() == pytest.approx(value.item(), rel=1e-12)
+    assert torch.equal(loss.last_medoids, medoids)

@@ -118,3 +118,14 @@ def test_lightning_gives_every_training_loader_a_new_epoch(loss):
         _set_sampler_epoch(loader, epoch)
         epochs.append(next(iter(loader.batch_sampler)))
     assert epochs[0] == epochs[2] and epochs[0] != epochs[1]
+
+
+def test_loading_workers_come_from_the_machine_unless_given(monkeypatch):
+    from cdml.data import loading
+
+    monkeypatch.setattr(loading, "usable_cores", lambda: 5)
+    loader = data_of("digits", "facility").train_dataloader()
+    assert (loader.num_workers, loader.persistent_workers, loader.pin_memory) == (4, True, False)
+    given = data_of("digits", "facility", **{"data.num_workers": 0})
+    assert given.train_dataloader().num_workers == 0
+    assert given.test_dataloader().num_workers == 0

@@ -54,12 +54,22 @@ class Repairing(Callback):
     module's ``pairing_dataloader(indices)`` (sharded under DDP); the views sampler draws the
     epoch's batches from the pairing. ``stop()`` says whether a SIGTERM arrived: a method that
     stops on it raises ``InterruptedError``, and the run stops as Lightning stops on
-    SIGTERM."""
+    SIGTERM. The pairing of a run's first epoch is chosen when the run starts: that epoch's
+    first batches are drawn when the loader starts, before the epoch does."""
 
     def __init__(self, method: nn.Module) -> None:
         self.method = method
+        self.paired = False  # for the coming epoch
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pair(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.paired:
+            self._pair(trainer, pl_module)
+        self.paired = False
+
+    def _pair(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         data = trainer.datamodule
         try:
             pairing = self.method.pairing(
@@ -70,7 +80,8 @@ class Repairing(Callback):
             )
         except InterruptedError:
             raise SIGTERMException from None
-        data.sampler.set_pairing(pairing)
+        data.set_pairing(pairing)
+        self.paired = True
 
 
 def _features(

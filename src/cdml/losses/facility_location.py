@@ -55,12 +55,10 @@ class FacilityLocationLoss(MetricLoss):
     distances in ``F(S*)`` and ``F~``. Embeddings are used as given (normalise them first, as
     the paper does).
 
-    All candidates of a step are scored at once on the embeddings' device (their assignments,
-    contingency tables and scores as tensors, in float64), so the greedy costs ``K`` steps of
-    ``O(n^2)`` work. The steps of a refinement sweep are evaluated together too: a step that
-    keeps its medoid leaves ``S`` unchanged, so only a change restarts the evaluation after
-    it. The host synchronises once per call (to count the classes), then once per sweep and
-    per refinement change.
+    All candidates of a step are scored at once on the embeddings' device, in float64, through
+    the points each would move (see :class:`_MedoidSearch`). On an accelerator nothing is read
+    on the host but the labels, where they are given: pass them on the host, as data loaders
+    give them, and the loss never waits for the device.
 
     Args:
         margin_multiplier: ``gamma >= 0`` at the start of training (set the attribute to
@@ -222,26 +220,11 @@ class _MedoidSearch:
             if weight is not None:
                 gain = gain * weight
             objective = (nearest - dist.diagonal()).clamp_min(0).index_add_(0, cand, gain)
-            objective -= nearest.sum()
+            objective = (objective - nearest.sum()).masked_fill(chosen, -torch.inf)
             if self.scorer is not None:
-                objective = objective.masked_fill(chosen, -torch.inf)
-                contenders = self._contenders(objective)
-                mover, moved, moving_weight = cand, point, weight
-                if contenders is not None:
-                    (mover, moved), _ = self._compact(contenders.index_select(0, cand), cand, point)
-                    (selves,), _ = self._compact(contenders, points)
-                else:
-                    selves = points
-                if moving_weight is not None:
-                    moving_weight = torch.cat((moving_weight, torch.ones_like(cluster)))
-                moving = _Moves(
-                    torch.cat((mover, selves)), torch.cat((moved, selves)), moving_weight
-                )
-                scores = self.scorer(cluster, step + 1, moving, into=torch.full_like(cluster, step))
-                objective += self.gamma * (1 - scores)
-                if contenders is not None:
-                    objective = objective.masked_fill(~contenders, -torch.inf)
-            best = self._first_best(objective.masked_fill(chosen, -torch.inf))
+                moves = _Moves(cand, point, weight)
+                objective = self._add_margin(objective, moves, cluster, step)
+            best = self._first_best(objective)
             medoids.append(best)
             chosen.index_fill_(0, best, True)
             takes = (cand == best).long() if weight is None else (cand == best) * weight
@@ -250,6 +233,23 @@ class _MedoidSearch:
             cluster = cluster.masked_fill(taken, step)
             nearest = torch.where(taken, dist.index_select(1, best).squeeze(1), nearest)
         return torch.cat(medoids)
+
+    def _add_margin(self, facility: Tensor, pairs: _Moves, cluster: Tensor, step: int) -> Tensor:
+        """``F(S + c) + gamma Delta(S + c)`` ``(n,)`` for greedy step ``step``: candidate ``c``
+        moves the points of its ``pairs`` and itself from ``cluster`` to the new cluster."""
+        cand, point, weight = pairs
+        contenders = self._contenders(facility, torch.zeros_like(cluster))
+        if contenders is None:
+            selves = self.points
+        else:
+            (cand, point), _ = self._compact(contenders.index_select(0, cand), cand, point)
+            (selves,), _ = self._compact(contenders, self.points)
+        if weight is not None:
+            weight = torch.cat((weight, torch.ones_like(cluster)))
+        moves = _Moves(torch.cat((cand, selves)), torch.cat((point, selves)), weight)
+        scores = self.scorer(cluster, step + 1, moves, into=torch.full_like(cluster, step))
+        objective = facility + self.gamma * (1 - scores)
+        return objective if contenders is None else objective.masked_fill(~contenders, -torch.inf)
 
     def refine(self, medoids: Tensor, sweeps: int) -> Tensor:
         """Algorithm 2: up to ``sweeps`` sweeps of medoid swaps -> medoids ``(k,)``.
@@ -292,10 +292,13 @@ class _MedoidSearch:
         own = at_medoids.gather(1, current[:, None])
         second = at_medoids.scatter(1, current[:, None], torch.inf).argmin(1, keepdim=True)
         second_dist = at_medoids.gather(1, second)
-        active = clusters >= first
         target = clusters[None, :]
         objective = -(dist * (clusters[:, None] == target)).sum(0)
+        active = clusters >= first
         if self.scorer is not None:
+            contenders = self._contenders(objective, clusters)
+            if contenders is not None:
+                active &= contenders
             # Candidate m takes the points (not medoids) closer to it than to their own medoid
             # (ties: an own medoid after S_t in S), and itself; the points of its cluster that
             # it does not take leave for their nearest other medoid (ties: the first in S).
@@ -341,15 +344,18 @@ class _MedoidSearch:
             return [values.index_select(0, index) for values in pairs], None
         return list(pairs), keep.long()
 
-    def _contenders(self, facility: Tensor) -> Tensor | None:
-        """``(n,)`` bool: the candidates that can win, where reading is free (None: all).
+    def _contenders(self, facility: Tensor, group: Tensor) -> Tensor | None:
+        """``(n,)`` bool: the candidates that can win their ``group`` ``(n,)`` (a cluster of
+        ``[0, n)``), where reading is free (None: all).
 
-        The margin adds at most ``gamma`` to a candidate's facility score: one whose score is
-        more than ``gamma`` below the best facility score cannot reach the best objective.
+        The margin adds at most ``gamma`` to a candidate's facility score: one more than
+        ``gamma`` below the best of its group cannot reach, or tie, the best objective.
         """
         if not self.reads:
             return None
-        return facility >= facility.max() - self.gamma - self.tie
+        top = facility.new_full((len(facility),), -torch.inf)
+        top = top.scatter_reduce(0, group, facility, "amax")
+        return facility >= top.index_select(0, group) - self.gamma - self.tie
 
     def _first_best(self, objective: Tensor) -> Tensor:
         """``(1,)`` the lowest index whose objective ties with the largest."""

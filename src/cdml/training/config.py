@@ -176,7 +176,13 @@ class DataConfig:
         help="quick runs: at most this many images per class in validation and test (a "
         "seeded sample); null evaluates every image, as the papers' protocol does",
     )
-    num_workers: int = setting(0, flag="--workers", at_least=0, help="data loading processes")
+    num_workers: int | None = setting(
+        None,
+        flag="--workers",
+        at_least=0,
+        help="processes decoding and augmenting images; null: from the machine (its usable "
+        "cores less one per training process, at most 8)",
+    )
     skip_bad: bool = setting(False, help="skip unreadable images, reporting them")
 
 

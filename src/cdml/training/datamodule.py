@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from cdml.data import (
@@ -17,8 +19,9 @@ from cdml.data import (
     split_validation_classes,
     transforms_of,
 )
+from cdml.data.loading import loader_settings
 from cdml.data.seeding import SeededBatches, SeededItems
-from cdml.data.unlabelled import UnlabelledBatchSampler, Views
+from cdml.data.unlabelled import Pairing, UnlabelledBatchSampler, Views
 from cdml.distributed import RankShare, ShardSampler
 from cdml.losses import VIEWS, Method, MetricLoss, method_class
 from cdml.training.config import EVAL_BATCH_SIZE, DataConfig, RunConfig
@@ -88,6 +91,7 @@ class MetricLearningDataModule(L.LightningDataModule):
         self.seed = seed
         self.batch_kind = method.batch_kind
         self.sampler: UnlabelledBatchSampler | None = None
+        self.pairing: Pairing | None = None
         self.train_transform = transforms_of(config, train=True)
         self.test_transform = transforms_of(config, train=False)
         train.transform = self.train_transform
@@ -142,9 +146,8 @@ class MetricLearningDataModule(L.LightningDataModule):
         )
         return DataLoader(
             SeededItems(self.train_set),
-            batch_sampler=SeededBatches(self._rank_share(batches), self.seed),
-            num_workers=self.config.num_workers,
-            persistent_workers=self.config.num_workers > 0,
+            batch_sampler=self._seeded(batches),
+            **self.loader_settings(),
         )
 
     def _views_dataloader(self) -> DataLoader:
@@ -154,11 +157,32 @@ class MetricLearningDataModule(L.LightningDataModule):
         self.sampler = UnlabelledBatchSampler(
             len(self.train_set), self.config.batch_size, seed=self.seed, images_per_epoch=images
         )
+        if self.pairing is not None:
+            self.sampler.set_pairing(self.pairing)
         return DataLoader(
             Views(self.train_set),
-            batch_sampler=SeededBatches(self._rank_share(self.sampler), self.seed),
-            num_workers=self.config.num_workers,
+            batch_sampler=self._seeded(self.sampler),
+            **self.loader_settings(),
         )
+
+    def set_pairing(self, pairing: Pairing) -> None:
+        """The partners of the coming epoch's images, for the views sampler (now, or when the
+        training loader makes it)."""
+        self.pairing = pairing
+        if self.sampler is not None:
+            self.sampler.set_pairing(pairing)
+
+    def _seeded(self, batches: Sampler[list]) -> SeededBatches:
+        """This rank's share of ``batches`` with their augmentation seeds, from the epoch the
+        run is at: with loading workers a loader draws its first batches when it starts,
+        before Lightning sets the epoch (a resumed run's are its own epoch's)."""
+        seeded = SeededBatches(self._rank_share(batches), self.seed)
+        # The epoch Lightning gives set_epoch: a checkpoint written at an epoch's end counts it
+        # as processed, not yet completed.
+        seeded.set_epoch(
+            self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0
+        )
+        return seeded
 
     def _rank_share(self, batches: Sampler[list]) -> Sampler[list]:
         """Under DDP, this rank's share of every global batch of ``batches``."""
@@ -189,8 +213,20 @@ class MetricLearningDataModule(L.LightningDataModule):
             else None
         )
         return DataLoader(
-            dataset,
-            batch_size=EVAL_BATCH_SIZE,
-            sampler=sampler,
-            num_workers=self.config.num_workers,
+            dataset, batch_size=EVAL_BATCH_SIZE, sampler=sampler, **self.loader_settings()
         )
+
+    def loader_settings(self) -> dict[str, Any]:
+        """The loaders' workers (``data.num_workers``, else from the machine, shared among
+        the training processes), pinned memory when training on a CUDA device, and a
+        generator of their own: starting a loader draws its workers' seed from it, not from
+        the global random state, so training does not depend on the workers or on where a run
+        was resumed (the images' augmentation is seeded by :class:`SeededBatches`)."""
+        trainer = self.trainer
+        processes = trainer.world_size if trainer else 1
+        pinned = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        generator = torch.Generator().manual_seed(self.seed)
+        return {
+            **loader_settings(self.config.num_workers, processes, pinned),
+            "generator": generator,
+        }
