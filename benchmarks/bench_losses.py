@@ -1,8 +1,8 @@
 """Forward + backward time of the cdml losses, against the literal facility-location reference
 and against a training step of the default backbone.
 
-    python benchmarks/bench_losses.py [--threads 1] [--repeats 5] [--skip-reference]
-                                      [--skip-backbone]
+    python benchmarks/bench_losses.py [--threads 1] [--repeats 5] [--device cpu]
+                                      [--skip-reference] [--skip-backbone]
 
 Batches of 64-d L2-normalised embeddings with 4 samples per class: n = 128 (the paper's
 setting, 32 classes), 256, 512 and 1024. Each loss time is the median of ``--repeats`` runs
@@ -55,40 +55,45 @@ def make_loss(name: str, n: int) -> torch.nn.Module:
     return create_method(name, RunInfo(embedding_size=DIM, num_classes=n // PER_CLASS))
 
 
-def median_seconds(step: Callable[[], None], repeats: int, warmup: int = 1) -> float:
+def median_seconds(
+    step: Callable[[], None], repeats: int, warmup: int = 1, device: str = "cpu"
+) -> float:
+    """Median wall time of ``step``, waiting for ``device`` to finish each one."""
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
+        if device != "cpu":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def loss_seconds(name: str, n: int, repeats: int) -> float:
-    embeddings, labels = batch(n)
-    embeddings.requires_grad_()
-    loss = make_loss(name, n)
+def loss_seconds(name: str, n: int, repeats: int, device: str = "cpu") -> float:
+    embeddings, labels = batch(n)  # the labels stay on the host, as a loader gives them
+    embeddings = embeddings.to(device).requires_grad_()
+    loss = make_loss(name, n).to(device)
 
     def step() -> None:
         embeddings.grad = None
         loss(embeddings, labels).backward()
 
-    return median_seconds(step, repeats)
+    return median_seconds(step, repeats, device=device)
 
 
-def floor_seconds(n: int, repeats: int) -> float:
+def floor_seconds(n: int, repeats: int, device: str = "cpu") -> float:
     """``K = n / 4`` passes of ``min(D, nearest)`` summed over the points, float64."""
     embeddings, _ = batch(n)
-    dist = torch.cdist(embeddings, embeddings).double()
+    dist = torch.cdist(embeddings, embeddings).double().to(device)
     nearest = dist[:, 0].clone()
 
     def search() -> None:
         for _ in range(n // PER_CLASS):
             torch.minimum(dist, nearest[:, None]).sum(0)
 
-    return median_seconds(search, repeats)
+    return median_seconds(search, repeats, device=device)
 
 
 def reference_seconds(n: int) -> float:
@@ -98,18 +103,19 @@ def reference_seconds(n: int) -> float:
     return time.perf_counter() - start
 
 
-def backbone_seconds(threads: int) -> float:
+def backbone_seconds(threads: int, device: str = "cpu") -> float:
     import timm
 
     torch.set_num_threads(threads)
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=DIM)
-    images = torch.randn(128, 3, 227, 227)
+    model = model.to(device)
+    images = torch.randn(128, 3, 227, 227, device=device)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
         model(images).square().mean().backward()
 
-    return median_seconds(step, repeats=2)
+    return median_seconds(step, repeats=2, device=device)
 
 
 def main() -> None:
@@ -118,15 +124,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-backbone", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the losses, floor, backbone)")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
     console = Console()
 
     torch.set_num_threads(args.threads)
     milliseconds = {
-        (name, n): 1e3 * loss_seconds(name, n, args.repeats) for name in LOSSES for n in SIZES
+        (name, n): 1e3 * loss_seconds(name, n, args.repeats, args.device)
+        for name in LOSSES
+        for n in SIZES
     }
-    table = Table(title=f"forward + backward, ms (d = {DIM}, {args.threads} thread(s), CPU)")
+    title = f"forward + backward, ms (d = {DIM}, {args.threads} thread(s), {args.device})"
+    table = Table(title=title)
     table.add_column("loss")
     for n in SIZES:
         table.add_column(f"n = {n} ({n // PER_CLASS} x {PER_CLASS})", justify="right")
@@ -134,7 +144,7 @@ def main() -> None:
         table.add_row(name, *(f"{milliseconds[name, n]:.2f}" for n in SIZES))
     console.print(table)
 
-    floors = {n: 1e3 * floor_seconds(n, args.repeats) for n in SIZES}
+    floors = {n: 1e3 * floor_seconds(n, args.repeats, args.device) for n in SIZES}
     console.print(
         "facility location against the floor of its greedy's arithmetic (K n^2 distance-min "
         "operations): "
@@ -152,7 +162,7 @@ def main() -> None:
             f"vectorised loss {facility:.2f} ms: [bold]{reference / facility:.0f}x faster[/bold]"
         )
     if not args.skip_backbone:
-        step = 1e3 * backbone_seconds(default_threads)
+        step = 1e3 * backbone_seconds(default_threads, args.device)
         console.print(
             f"efficientnet_lite0 training step, batch 128 at 227 x 227, {default_threads} "
             f"thread(s): {step:.0f} ms; facility-location loss = "

@@ -210,8 +210,9 @@ def test_an_unreadable_file_is_named(valid, tmp_path, capsys):
     check_refused(["evaluate", npz], npz, capsys, tmp_path)
 
 
-def image_list(folder, bad, rows_per_class=3):
-    """A CSV of two training and two test classes of good images, and the ``bad`` one."""
+def image_list(folder, *bad, rows_per_class=3):
+    """A CSV of two training and two test classes of good images, and the ``bad`` ones (files
+    under ``folder``)."""
     lines = ["label,path,split"]
     for label, split in (("a", "train"), ("b", "train"), ("c", "test"), ("d", "test")):
         for i in range(rows_per_class):
@@ -220,26 +221,36 @@ def image_list(folder, bad, rows_per_class=3):
                 folder / name
             )
             lines.append(f"{label},{name},{split}")
-    lines.append(f"c,{bad.name},test")  # every test image is read
+    lines += [f"c,{path.relative_to(folder)},test" for path in bad]  # every test image is read
     csv = folder / "list.csv"
     csv.write_text("\n".join(lines) + "\n")
     return csv
 
 
-@pytest.mark.parametrize("kind", ["bomb", "truncated", "empty"])
-def test_a_csv_naming_a_bad_image_is_refused_or_skipped_with_a_report(
-    kind, valid, tiny_run, tmp_path, capsys
-):
+UNREADABLE = ["bomb", "truncated", "empty"]
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_a_csv_naming_a_bad_image_is_refused(kind, valid, tmp_path, capsys):
     image = bad_image(kind, valid, tmp_path)
     csv = image_list(tmp_path, image)
     source = ["--dataset", "csv", "--data-root", csv, "--split", "test"]
     argv = ["embed", "--checkpoint", valid["ckpt"], *source, "--out", tmp_path / "e.npz"]
     check_refused(argv, image, capsys, tmp_path)
+
+
+def test_training_skips_the_bad_images_of_a_csv_with_a_report(valid, tiny_run, tmp_path):
+    images = []
+    for kind in UNREADABLE:
+        (tmp_path / kind).mkdir()
+        images.append(bad_image(kind, valid, tmp_path / kind))
+    csv = image_list(tmp_path, *images)
     train = ["train", *tiny_run, "--dataset", "csv", "--data-root", csv, "--classes-per-batch", "2",
              "--batch-size", "4", "--set", "data.max_eval_per_class=null"]  # fmt: skip
     out = tmp_path / "run"
-    # As a user runs it: the image is read in a loading worker, which reports it on stderr.
+    # As a user runs it: the images are read in a loading worker, which reports them on stderr.
     command = [sys.executable, "-m", "cdml", *train, "--set", "data.skip_bad=true", "--out", out]
     run = subprocess.run([str(a) for a in command], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert f"skipped unreadable image {image}" in run.stderr
+    for image in images:
+        assert f"skipped unreadable image {image}" in run.stderr

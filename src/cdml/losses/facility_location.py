@@ -422,7 +422,7 @@ class _MarginScorer:
             )
         self.width = 2 * n + n_classes
         self.row_keys = n * self.width  # rows after the cells
-        self.changes = _GroupChanges(2 * self.row_keys, device)
+        self.changes = _GroupChanges(self.row_keys + n * n_classes, device)
 
     def score(self, assignment: Tensor, n_clusters: int) -> Tensor:
         """``()`` the clipped score of one ``(n,)`` assignment to ``n_clusters`` clusters."""
