@@ -120,6 +120,22 @@ def checkpoint_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_embedding_options(
+    images: Any, dataset: str | None, counts: Sequence[tuple[str, int | None, int]]
+) -> None:
+    """Refuse, naming the flag, a source that is not exactly one of ``images`` and
+    ``dataset``, and a count ``(flag, value, least)`` below its least (``None``: its
+    default)."""
+    if (dataset is None) == (images is None):
+        raise ValueError(
+            "give either --dataset (with --data-root and --split) or --images DIR (from "
+            "Python: dataset= with data_root= and split=, or images=)"
+        )
+    for flag, value, least in counts:
+        if value is not None and value < least:
+            raise ValueError(f"{flag} must be at least {least}, got {value}")
+
+
 def embed_with_checkpoint(
     checkpoint: str | Path,
     *,
@@ -154,16 +170,11 @@ def embed_with_checkpoint(
         skip: paths left out before embedding (those an index holds, when extending it).
         progress: show a progress bar.
     """
-    if (dataset is None) == (images is None):
-        raise ValueError(
-            "give either --dataset (with --data-root and --split) or --images DIR (from "
-            "Python: dataset= with data_root= and split=, or images=)"
-        )
+    check_embedding_options(
+        images, dataset, [("--batch-size", batch_size, 1), ("--workers", workers, 0)]
+    )
     if image_size is not None:
         check_image_size(image_size, "--image-size")
-    for flag, value, least in (("--batch-size", batch_size, 1), ("--workers", workers, 0)):
-        if value is not None and value < least:
-            raise ValueError(f"{flag} must be at least {least}, got {value}")
     model, config = load_checkpoint(checkpoint)
     if image_size is not None:
         config = replace(config, data=replace(config.data, image_size=image_size))

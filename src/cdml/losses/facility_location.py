@@ -213,10 +213,12 @@ class _MedoidSearch:
         point += point >= cand
         pair_dist = dist.flatten().index_select(0, point * n + cand)
         for step in range(1, k):
-            keep = pair_dist < nearest.index_select(0, point)
-            (point, cand, pair_dist), weight = self._compact(keep, point, cand, pair_dist)
+            near = nearest.index_select(0, point)
+            (point, cand, pair_dist, near), weight = self._compact(
+                pair_dist < near, point, cand, pair_dist, near
+            )
             # F(S + c) = -sum_i nearest_i + sum_i max(0, nearest_i - dist[i, c]).
-            gain = nearest.index_select(0, point) - pair_dist
+            gain = near - pair_dist
             if weight is not None:
                 gain = gain * weight
             objective = (nearest - dist.diagonal()).clamp_min(0).index_add_(0, cand, gain)

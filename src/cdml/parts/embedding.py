@@ -84,20 +84,13 @@ def embed_to_parts(
             stopping.
         progress: show a progress bar.
     """
-    from cdml.inference import checkpoint_digest, read_checkpoint
+    from cdml.inference import check_embedding_options, checkpoint_digest, read_checkpoint
     from cdml.training.config import EVAL_BATCH_SIZE, checkpoint_config
 
-    if (dataset is None) == (images is None):
-        raise ValueError("give either --dataset (with --data-root and --split) or --images")
-    for flag, value, least in (
-        ("--part-size", part_size, 1),
-        ("--processes", processes, 1),
-        ("--batch-size", 1 if batch_size is None else batch_size, 1),
-        ("--workers", workers, 0),
-        ("--threads", 1 if threads is None else threads, 1),
-    ):
-        if value < least:
-            raise ValueError(f"{flag} must be at least {least}, got {value}")  # fmt: skip
+    check_embedding_options(images, dataset, [
+        ("--part-size", part_size, 1), ("--processes", processes, 1),
+        ("--batch-size", batch_size, 1), ("--workers", workers, 0), ("--threads", threads, 1),
+    ])  # fmt: skip
     engine_run = ENGINES[engine]
     config = checkpoint_config(checkpoint, read_checkpoint(checkpoint, mmap=True).get(
         "hyper_parameters", {}))  # fmt: skip
