@@ -74,6 +74,21 @@ def test_cbswr_trains_logs_its_terms_and_is_tested(tmp_path):
     assert "embedding_size: 128" in config and "val_fraction: 0.0" in config
 
 
+def test_testing_the_untrained_model_first_leaves_training_unchanged(tmp_path):
+    """A tuner's trial tests nothing, the run of its best config tests the untrained model
+    first: CBSwR's cluster head draws dropout from the global random state, which evaluation
+    must not move, or the retrained config is another model than the trial's."""
+    argv = ["train", "--dataset", "digits", "--loss", "cbswr", *TINY, *FOUR_CLUSTERS]
+    states = []
+    for run, extra in (("tested", []), ("untested", ["--no-baseline"])):
+        assert main([*argv, "--epochs", "1", *extra, "--out", str(tmp_path / run)]) == 0
+        last = tmp_path / run / "checkpoints" / "last.ckpt"
+        states.append(torch.load(last, weights_only=True)["state_dict"])
+    assert states[0].keys() == states[1].keys()
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+
+
 @pytest.mark.parametrize("loss", ["sme", "mom"])
 def test_baselines_train_and_resume(loss, tmp_path, capsys):
     out = tmp_path / "run"
