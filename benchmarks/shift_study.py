@@ -61,11 +61,17 @@ GENERALITY: dict[str, list[str]] = {
     "WiSE-FT, alpha 0.75": ["--set", "trainer.backbone_interpolation=0.75"],
     "EMA of the weights, decay 0.98": ["--set", "trainer.ema_decay=0.98"],
     "rates x3 (1e-4 / 1e-3)": ["--set", "optim.backbone_lr=1e-4", "--set", "optim.head_lr=1e-3"],
-}
+    "layer-wise rate decay 0.8": ["--set", "optim.layer_decay=0.8"],
+    "layer-wise rate decay 0.8, rates x3": ["--set", "optim.layer_decay=0.8",
+                                            "--set", "optim.backbone_lr=1e-4",
+                                            "--set", "optim.head_lr=1e-3"],
+    "linear probe for 1 epoch, then fine-tuning": ["--set", "optim.probe_epochs=1"],
+}  # fmt: skip
 # those trained with the long budget too
 LONG = (
     "default", "backbone rate /10 (3e-6)", "EMA of the weights, decay 0.98", "WiSE-FT, alpha 0.5",
-    "rates x3 (1e-4 / 1e-3)",
+    "rates x3 (1e-4 / 1e-3)", "layer-wise rate decay 0.8", "layer-wise rate decay 0.8, rates x3",
+    "linear probe for 1 epoch, then fine-tuning",
 )  # fmt: skip
 
 

@@ -101,6 +101,25 @@ def test_param_groups_split_backbone_and_head():
     assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
 
 
+def test_layer_decay_slows_the_layers_nearest_the_input():
+    model = EmbeddingModel(TINY, embedding_size=8, pretrained=False)
+    model.backbone.conv_stem.weight.requires_grad_(False)
+    groups = model.param_groups(backbone_lr=1e-2, head_lr=1e-3, weight_decay=5e-4, layer_decay=0.5)
+    *layers, head = groups
+    assert [g["name"] for g in layers] == [f"backbone.{i}" for i in range(len(layers))]
+    assert len(layers) > 2 and head["name"] == "head" and head["lr"] == 1e-3
+    rates = [g["lr"] for g in layers]
+    assert rates[-1] == 1e-2  # the last layer group learns at the backbone's rate
+    assert rates == pytest.approx([1e-2 * 0.5 ** (len(layers) - 1 - i) for i in range(len(layers))])
+    assert all(g["weight_decay"] == 5e-4 for g in groups)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trainable)
+    # the stem's batch norm is in the first (slowest) group, the last stage's conv in the last
+    assert any(p is model.backbone.bn1.weight for p in layers[0]["params"])
+    assert any(p is model.backbone.conv_head.weight for p in layers[-1]["params"])
+
+
 def test_weights_file_reaches_the_backbone(tmp_path):
     source = timm.create_model(TINY, pretrained=False, num_classes=0)
     path = tmp_path / "tiny.pth"

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import torch
+from timm.optim import param_groups_layer_decay
 from torch import nn
 
 from cdml.models.backbones import DEFAULT_BACKBONE, backbone_data_config, create_backbone
@@ -81,21 +82,42 @@ class EmbeddingModel(nn.Module):
         return self
 
     def param_groups(
-        self, backbone_lr: float, head_lr: float, weight_decay: float = 0.0
+        self,
+        backbone_lr: float,
+        head_lr: float,
+        weight_decay: float = 0.0,
+        layer_decay: float = 1.0,
     ) -> list[dict[str, Any]]:
         """Optimiser parameter groups ``[backbone, head]`` (each with ``name``, ``params``,
-        ``lr``, ``weight_decay``); frozen parameters (``requires_grad=False``) are left out."""
+        ``lr``, ``weight_decay``); frozen parameters (``requires_grad=False``) are left out.
+
+        With ``layer_decay < 1`` the backbone is split into timm's layer groups (its
+        ``group_matcher``; named ``backbone.0``, the stem, to ``backbone.{L-1}``): the last
+        learns at ``backbone_lr`` and each one below at ``layer_decay`` times the rate of the
+        one above, so the layers nearest the input, whose features are the most general,
+        change least.
+        """
+        backbone = [("backbone", list(self.backbone.parameters()), backbone_lr)]
+        if layer_decay < 1:
+            layers = param_groups_layer_decay(
+                self.backbone,
+                weight_decay=weight_decay,
+                weight_decay_exclude_1d=False,
+                layer_decay=layer_decay,
+            )
+            backbone = [
+                (f"backbone.{index}", layer["params"], backbone_lr * layer["lr_scale"])
+                for index, layer in enumerate(layers)
+            ]
+        groups = [*backbone, ("head", list(self.head.parameters()), head_lr)]
         return [
             {
                 "name": name,
-                "params": [p for p in module.parameters() if p.requires_grad],
+                "params": [p for p in params if p.requires_grad],
                 "lr": lr,
                 "weight_decay": weight_decay,
             }
-            for name, module, lr in (
-                ("backbone", self.backbone, backbone_lr),
-                ("head", self.head, head_lr),
-            )
+            for name, params, lr in groups
         ]
 
 

@@ -36,6 +36,10 @@ def _in_closed_unit_interval(value: float) -> str | None:
     return None if 0 <= value <= 1 else "in [0, 1]"
 
 
+def _layer_decay(value: float) -> str | None:
+    return None if 0 < value <= 1 else "in (0, 1]"
+
+
 def _crop_scale(value: list[float]) -> str | None:
     good = len(value) == 2 and 0 < value[0] <= value[1] <= 1
     return None if good else "[low, high] with 0 < low <= high <= 1"
@@ -239,6 +243,18 @@ class OptimConfig:
         "head); null: the method's own default (1e-3; 1e-2 for the Group Loss's classifier)",
     )
     weight_decay: float = setting(0.0, finite=True, at_least=0, help="L2 weight decay")
+    layer_decay: float = setting(
+        1.0,
+        check=_layer_decay,
+        help="layer-wise rate decay: the backbone's last layer group (timm's) learns at "
+        "backbone_lr, each one below at layer_decay times the rate above; 1: one rate",
+    )
+    probe_epochs: int = setting(
+        0,
+        at_least=0,
+        help="epochs at the start in which the backbone does not change (a linear probe "
+        "before fine-tuning): its gradients are dropped before each optimiser step",
+    )
     momentum: float = setting(0.9, finite=True, at_least=0, help="sgd only")
     lr_milestones: list[int] = setting(
         factory=list, help="epochs at which the rates are multiplied by lr_gamma"

@@ -14,6 +14,7 @@ from cdml.losses import Method
 from cdml.metrics import DEFAULT_KS, evaluate
 from cdml.training.config import OptimConfig
 from cdml.training.optimizers import OPTIMIZERS
+from cdml.training.probe import LinearProbe
 
 
 class MetricLearningModule(L.LightningModule):
@@ -62,7 +63,8 @@ class MetricLearningModule(L.LightningModule):
 
     # training -----------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Callback]:
-        return self.method.callbacks()
+        probe = [LinearProbe(self.optim.probe_epochs)] if self.optim.probe_epochs else []
+        return [*self.method.callbacks(), *probe]
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         loss, logged = self.method.batch_loss(self.model, batch)
@@ -80,7 +82,9 @@ class MetricLearningModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optim = self.optim
-        groups = self.model.param_groups(optim.backbone_lr, optim.head_lr, optim.weight_decay)
+        groups = self.model.param_groups(
+            optim.backbone_lr, optim.head_lr, optim.weight_decay, optim.layer_decay
+        )
         method_params = [p for p in self.method.parameters() if p.requires_grad]
         if method_params:
             groups.append(
