@@ -7,9 +7,10 @@ scored on validation classes only), with its epochs and batches raised to the fu
 ``--epochs`` (default 5) epochs of every training image. A method without a study trains
 with its defaults, and the table says so. CBS is CBSwR without its reconstruction term.
 
-The table gives, per dataset and method, the test gains over the untrained model (Recall@1,
-MAP@R, NMI, in points) as mean ± standard deviation over ``--seeds``, then whether each seed
-paper's ordering holds: a pair holds where the first method's mean gain is the higher.
+The table gives, per dataset and method, the validation Recall@1 gain and the test gains over
+the untrained model (Recall@1, MAP@R, NMI, in points) as mean ± standard deviation over
+``--seeds``, then whether each seed paper's ordering holds: a pair holds where the first
+method's mean test Recall@1 gain is the higher.
 
 Runs whose ``metrics.json`` exists are read, not repeated.
 
@@ -70,13 +71,16 @@ def method_argv(dataset: str, method: str, studies: Path) -> tuple[list[str], st
     return ["--dataset", dataset, *METHODS[method], *held_out], "defaults (no study)"
 
 
-def gain(metrics: dict, metric: str) -> float:
-    return 100 * (metrics["test"][metric] - metrics["untrained"][metric])
+def gain(metrics: dict, metric: str, split: str = "test") -> float:
+    untrained = "untrained" if split == "test" else "untrained_val"
+    return 100 * (metrics[split][metric] - metrics[untrained][metric])
 
 
 def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):+.1f} ± {sd:.1f}"
+    """``mean ± sd``, or the value alone for one seed."""
+    if len(values) == 1:
+        return f"{values[0]:+.1f}"
+    return f"{statistics.mean(values):+.1f} ± {statistics.stdev(values):.1f}"
 
 
 def main() -> None:
@@ -91,9 +95,9 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     for dataset in args.datasets.split(","):
         gains: dict[str, dict[str, list[float]]] = {}
-        print(f"\n{dataset}, {args.epochs} full epochs, seeds {args.seeds}: test gains in points")
-        print("| method | config | R@1 | MAP@R | NMI |")
-        print("|---|---|---:|---:|---:|")
+        print(f"\n{dataset}, {args.epochs} full epochs, seeds {args.seeds}: gains in points")
+        print("| method | config | val R@1 | R@1 | MAP@R | NMI |")
+        print("|---|---|---:|---:|---:|---:|")
         for method in args.losses.split(","):
             flags, source = method_argv(dataset, method, args.studies)
             runs = [
@@ -104,8 +108,9 @@ def main() -> None:
                 for seed in seeds
             ]
             gains[method] = {m: [gain(run, m) for run in runs] for m in METRICS}
+            val = mean_sd([gain(run, "recall@1", "val") for run in runs])
             cells = " | ".join(mean_sd(gains[method][m]) for m in METRICS)
-            print(f"| {method} | {source} | {cells} |")
+            print(f"| {method} | {source} | {val} | {cells} |")
         print("\n| ordering | pair | R@1 difference | holds |")
         print("|---|---|---:|---|")
         for ordering, pairs in ORDERINGS.items():
