@@ -252,7 +252,7 @@ class OptimConfig:
     probe_epochs: int = setting(
         0,
         at_least=0,
-        help="epochs at the start in which the backbone does not change (a linear probe "
+        help="epochs at the start in which the backbone's weights do not change (a linear probe "
         "before fine-tuning): its gradients are dropped before each optimiser step",
     )
     momentum: float = setting(0.9, finite=True, at_least=0, help="sgd only")
