@@ -24,7 +24,10 @@ import argparse
 import statistics
 from pathlib import Path
 
-from cached_run import cached_run
+from cached_run import QUIET, cached_run, gain
+
+from cdml.losses import METHODS as LOSSES
+from cdml.losses import VIEWS
 
 # method -> the flags naming it
 METHODS: dict[str, list[str]] = {
@@ -38,7 +41,6 @@ METHODS: dict[str, list[str]] = {
     "sme": ["--loss", "sme"],
     "mom": ["--loss", "mom"],
 }
-UNSUPERVISED = ("cbswr", "cbs", "sme", "mom")
 # Each seed paper's ordering, as pairs (expected ahead, expected behind).
 ORDERINGS: dict[str, list[tuple[str, str]]] = {
     "seed 000 (facility location first)": [
@@ -50,7 +52,6 @@ ORDERINGS: dict[str, list[tuple[str, str]]] = {
     "seed 001 (CBSwR > CBS > SME)": [("cbswr", "cbs"), ("cbs", "sme"), ("cbswr", "sme")],
 }  # fmt: skip
 METRICS = ("recall@1", "map@r", "nmi")
-QUIET = ["--set", "trainer.progress_bar=false", "--set", "trainer.report=false"]
 
 
 def full_budget(epochs: int) -> list[str]:
@@ -67,13 +68,11 @@ def method_argv(dataset: str, method: str, studies: Path) -> tuple[list[str], st
     best = studies / dataset / method / "tune" / "best.yaml"
     if best.is_file():
         return ["--config", str(best)], f"tuned ({best.parent})"
-    held_out = ["--set", "data.val_fraction=0.2"] if method in UNSUPERVISED else []
-    return ["--dataset", dataset, *METHODS[method], *held_out], "defaults (no study)"
-
-
-def gain(metrics: dict, metric: str, split: str = "test") -> float:
-    untrained = "untrained" if split == "test" else "untrained_val"
-    return 100 * (metrics[split][metric] - metrics[untrained][metric])
+    flags = METHODS[method]
+    # an unsupervised method holds out labelled validation classes, as its study did
+    unlabelled = LOSSES[flags[flags.index("--loss") + 1]].batch_kind == VIEWS
+    held_out = ["--set", "data.val_fraction=0.2"] if unlabelled else []
+    return ["--dataset", dataset, *flags, *held_out], "defaults (no study)"
 
 
 def mean_sd(values: list[float]) -> str:
@@ -107,8 +106,8 @@ def main() -> None:
                 )
                 for seed in seeds
             ]
-            gains[method] = {m: [gain(run, m) for run in runs] for m in METRICS}
-            val = mean_sd([gain(run, "recall@1", "val") for run in runs])
+            gains[method] = {m: [gain(run, "test", m) for run in runs] for m in METRICS}
+            val = mean_sd([gain(run, "val") for run in runs])
             cells = " | ".join(mean_sd(gains[method][m]) for m in METRICS)
             print(f"| {method} | {source} | {val} | {cells} |")
         print("\n| ordering | pair | R@1 difference | holds |")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cached_run import BUDGET, cached_run
+from cached_run import BUDGET, cached_run, gain
 from scipy.stats import spearmanr
 
 # config name -> its flags. Appended, never reordered.
@@ -77,9 +77,7 @@ LONG = (
 
 def gains(metrics: dict, metric: str = "recall@1") -> tuple[float, float]:
     """(validation gain, test gain) of a run's ``metrics.json``, in points."""
-    val = metrics["val"][metric] - metrics["untrained_val"][metric]
-    test = metrics["test"][metric] - metrics["untrained"][metric]
-    return 100 * val, 100 * test
+    return gain(metrics, "val", metric), gain(metrics, "test", metric)
 
 
 def split_table(out: Path) -> None:

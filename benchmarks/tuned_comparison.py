@@ -22,16 +22,11 @@ import shutil
 from pathlib import Path
 
 import optuna
-from cached_run import BUDGET, cached_run
+from cached_run import BUDGET, cached_run, gain
 
 from cdml.cli import main as cdml
 from cdml.losses import METHODS, VIEWS
 from cdml.tuning.study import STUDY_FILE, STUDY_NAME, knob_importance
-
-
-def gain(metrics: dict, split: str, metric: str = "recall@1") -> float:
-    untrained = "untrained" if split == "test" else "untrained_val"
-    return 100 * (metrics[split][metric] - metrics[untrained][metric])
 
 
 def main() -> None:
