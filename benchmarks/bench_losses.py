@@ -2,7 +2,8 @@
 and against a training step of the default backbone.
 
     python benchmarks/bench_losses.py [--threads 1] [--repeats 5] [--device cpu]
-                                      [--skip-reference] [--skip-backbone]
+                                      [--skip-reference] [--skip-backbone] [--skip-compile]
+                                      [--image-size 64] [--step-sizes 128,512,1024]
 
 Batches of 64-d L2-normalised embeddings with 4 samples per class: n = 128 (the paper's
 setting, 32 classes), 256, 512 and 1024. Each loss time is the median of ``--repeats`` runs
@@ -15,9 +16,14 @@ operations, about 33 M at n = 512), timed as one torch pass per step on the same
 loss adds the margin's clustering scores, the refinement, the distances and the backward.
 
 The literal reference (tests/losses/reference_facility.py: one scikit-learn call per
-candidate) runs once at n = 128. The backbone step is timm's ``efficientnet_lite0`` (random
-weights, 64-d output), batch 128 at 227 x 227, forward + backward, one warm-up and two timed
-iterations, with torch's default number of threads.
+candidate) runs once at n = 128.
+
+The training step is timm's ``efficientnet_lite0`` (random weights, 64-d output, L2
+normalised) and the facility-location loss, forward + backward, on ``n`` images of
+``--image-size`` pixels (cdml's default, 64), for each of ``--step-sizes``, with torch's
+default number of threads: one warm-up and two timed steps, then the loss alone on the
+embeddings of that step, for its share of the step. It runs eager, then with the backbone
+under ``torch.compile`` (the warm-up compiles it) unless ``--skip-compile``.
 """
 
 from __future__ import annotations
@@ -103,19 +109,39 @@ def reference_seconds(n: int) -> float:
     return time.perf_counter() - start
 
 
-def backbone_seconds(threads: int, device: str = "cpu") -> float:
+def training_step_seconds(
+    sizes: tuple[int, ...], image_size: int, compiled: bool, device: str = "cpu"
+) -> dict[int, tuple[float, float]]:
+    """For each batch size ``n``: the median time of a training step (backbone and
+    facility-location loss, forward + backward) and of the loss alone within it, seconds."""
     import timm
 
-    torch.set_num_threads(threads)
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=DIM)
     model = model.to(device)
-    images = torch.randn(128, 3, 227, 227, device=device)
+    backbone = torch.compile(model) if compiled else model
+    return {n: step_and_loss_seconds(model, backbone, n, image_size, device) for n in sizes}
+
+
+def step_and_loss_seconds(
+    model: torch.nn.Module, backbone: Callable, n: int, image_size: int, device: str
+) -> tuple[float, float]:
+    _, labels = batch(n)
+    loss = make_loss("facility", n).to(device)
+    images = torch.randn(n, 3, image_size, image_size, device=device)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        model(images).square().mean().backward()
+        loss(F.normalize(backbone(images), dim=1), labels).backward()
 
-    return median_seconds(step, repeats=2, device=device)
+    step_time = median_seconds(step, repeats=2, device=device)
+    with torch.no_grad():
+        embeddings = F.normalize(backbone(images), dim=1).requires_grad_()
+
+    def loss_step() -> None:
+        embeddings.grad = None
+        loss(embeddings, labels).backward()
+
+    return step_time, median_seconds(loss_step, repeats=3, device=device)
 
 
 def main() -> None:
@@ -125,6 +151,11 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-backbone", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the losses, floor, backbone)")
+    parser.add_argument("--skip-compile", action="store_true", help="the eager training step only")
+    parser.add_argument("--image-size", type=int, default=64, help="of the training step's images")
+    parser.add_argument(
+        "--step-sizes", default="128,512,1024", help="the training step's batch sizes"
+    )
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
     console = Console()
@@ -162,12 +193,31 @@ def main() -> None:
             f"vectorised loss {facility:.2f} ms: [bold]{reference / facility:.0f}x faster[/bold]"
         )
     if not args.skip_backbone:
-        step = 1e3 * backbone_seconds(default_threads, args.device)
-        console.print(
-            f"efficientnet_lite0 training step, batch 128 at 227 x 227, {default_threads} "
-            f"thread(s): {step:.0f} ms; facility-location loss = "
-            f"[bold]{100 * facility / step:.2f}%[/bold] of it"
+        torch.set_num_threads(default_threads)
+        sizes = tuple(int(size) for size in args.step_sizes.split(","))
+        modes = [False] if args.skip_compile else [False, True]
+        steps = {
+            compiled: training_step_seconds(sizes, args.image_size, compiled, args.device)
+            for compiled in modes
+        }
+        title = (
+            f"training step: efficientnet_lite0 + facility location, forward + backward, "
+            f"{args.image_size} x {args.image_size} px, {default_threads} thread(s), "
+            f"{args.device}"
         )
+        table = Table(title=title)
+        table.add_column("batch n")
+        for compiled in modes:
+            backbone = "compiled" if compiled else "eager"
+            table.add_column(f"step, {backbone} (ms)", justify="right")
+            table.add_column(f"loss share, {backbone}", justify="right")
+        for n in sizes:
+            cells = []
+            for compiled in modes:
+                step, loss = steps[compiled][n]
+                cells += [f"{1e3 * step:.0f}", f"{100 * loss / step:.1f}% ({1e3 * loss:.1f} ms)"]
+            table.add_row(str(n), *cells)
+        console.print(table)
 
 
 if __name__ == "__main__":

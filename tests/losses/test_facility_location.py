@@ -219,7 +219,9 @@ def test_bad_hyperparameters_raise(kwargs, message):
 
 
 @pytest.mark.parametrize("margin_type", KINDS)
-@pytest.mark.parametrize(("n", "n_classes", "seed"), [(24, 6, 0), (40, 10, 1), (64, 32, 2)])
+@pytest.mark.parametrize(
+    ("n", "n_classes", "seed"), [(24, 6, 0), (40, 10, 1), (64, 32, 2), (128, 32, 3)]
+)
 def test_the_accelerator_search_finds_the_same_medoids(margin_type, n, n_classes, seed):
     # Without reads: no compaction, no pruning, loops of full length.
     embeddings, labels = _batch(n, n_classes, seed)
@@ -228,4 +230,18 @@ def test_the_accelerator_search_finds_the_same_medoids(margin_type, n, n_classes
     medoids = loss.last_medoids
     with as_on_accelerator():
         assert loss(embeddings, labels).item() == pytest.approx(value.item(), rel=1e-12)
+    assert torch.equal(loss.last_medoids, medoids)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_accelerator_search_breaks_ties_the_same_way(seed):
+    # Integer points on a line, many more than classes: equal objectives at every step.
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.randint(0, 6, (48, 1), generator=generator).double()
+    labels = torch.randint(0, 12, (48,), generator=generator)
+    loss = FacilityLocationLoss(margin_multiplier=[0.0, 1.0][seed % 2], margin_type=KINDS[seed % 4])
+    value = loss(embeddings, labels)
+    medoids = loss.last_medoids
+    with as_on_accelerator():
+        assert loss(embeddings, labels).item() == pytest.approx(value.item(), rel=1e-12, abs=1e-12)
     assert torch.equal(loss.last_medoids, medoids)

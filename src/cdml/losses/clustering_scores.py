@@ -24,8 +24,11 @@ about 1e-12.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import NamedTuple
 
+import numpy as np
+import scipy.special
 import torch
 from torch import Tensor
 
@@ -130,43 +133,46 @@ def contingency_stats(tables: Tensor, with_emi: bool = False) -> ContingencyStat
     )
 
 
-def _average(h_rows: Tensor, h_cols: Tensor, method: str) -> Tensor:
+def _average(h_rows: Tensor, h_cols: Tensor, method: str, xp: ModuleType) -> Tensor:
     if method == "geometric":
-        return (h_rows * h_cols).sqrt()
+        return xp.sqrt(h_rows * h_cols)
     if method == "arithmetic":
         return (h_rows + h_cols) / 2
     if method == "min":
-        return torch.minimum(h_rows, h_cols)
-    return torch.maximum(h_rows, h_cols)
+        return xp.minimum(h_rows, h_cols)
+    return xp.maximum(h_rows, h_cols)
 
 
 def scores_from_stats(stats: ContingencyStats, kind: str, average: str = "arithmetic") -> Tensor:
     """The clustering score ``kind`` of tables summarised by ``stats`` -> ``(m,)`` float64.
 
     ``average`` is the normaliser of ``nmi`` and ``ami`` (scikit-learn's ``average_method``).
-    Not clipped: ``ami`` and ``ari`` can be negative.
+    Not clipped: ``ami`` and ``ari`` can be negative. The fields may be NumPy arrays instead
+    of tensors (all of them), and the scores then are too: the same arithmetic, without
+    torch's cost per operation where the tables are few.
     """
+    xp = np if isinstance(stats.total, np.ndarray) else torch
     n = stats.total
-    n_log_n = torch.xlogy(n, n)
+    n_log_n = (scipy.special if xp is np else torch).xlogy(n, n)
     # Both sides with at most one group: a perfect match, as in scikit-learn.
     trivial = (stats.rows.nonzero <= 1) & (stats.cols.nonzero <= 1)
     # With a single group on either side the mutual information is exactly 0.
     split = (stats.rows.nonzero > 1) & (stats.cols.nonzero > 1)
     mutual_info = (stats.xlogx - stats.rows.xlogx - stats.cols.xlogx + n_log_n) / n
-    mutual_info = torch.where(split, mutual_info.clamp_min(0), 0)
+    mutual_info = xp.where(split, xp.clip(mutual_info, 0, None), 0)
     h_rows = (n_log_n - stats.rows.xlogx) / n
     h_cols = (n_log_n - stats.cols.xlogx) / n
     if kind == "nmi":
-        normaliser = _average(h_rows, h_cols, average).clamp_min(_EPS)
-        score = torch.where(mutual_info > 0, mutual_info / normaliser, 0)
+        normaliser = xp.clip(_average(h_rows, h_cols, average, xp), _EPS, None)
+        score = xp.where(mutual_info > 0, mutual_info / normaliser, 0)
     elif kind == "ami":
         if stats.emi is None:
             raise ValueError("stats.emi is required for kind='ami'")
-        emi = torch.where(split, stats.emi, 0)
-        denominator = _average(h_rows, h_cols, average) - emi
+        emi = xp.where(split, stats.emi, 0)
+        denominator = _average(h_rows, h_cols, average, xp) - emi
         # scikit-learn keeps the sign of a vanishing denominator
-        denominator = torch.where(
-            denominator < 0, denominator.clamp_max(-_EPS), denominator.clamp_min(_EPS)
+        denominator = xp.where(
+            denominator < 0, xp.clip(denominator, None, -_EPS), xp.clip(denominator, _EPS, None)
         )
         score = (mutual_info - emi) / denominator
     elif kind == "ari":
@@ -179,15 +185,17 @@ def scores_from_stats(stats: ContingencyStats, kind: str, average: str = "arithm
             same_both + same_cluster_only
         ) * (same_cluster_only + different_both)
         agree = (same_cluster_only == 0) & (same_class_only == 0)
-        score = torch.where(agree, 1, numerator / torch.where(agree, 1, denominator))
+        score = xp.where(agree, 1, numerator / xp.where(agree, 1, denominator))
     elif kind == "vmeasure":
-        homogeneity = torch.where(stats.cols.nonzero > 1, mutual_info / h_cols.clamp_min(_EPS), 1)
-        completeness = torch.where(stats.rows.nonzero > 1, mutual_info / h_rows.clamp_min(_EPS), 1)
+        homogeneity = xp.where(stats.cols.nonzero > 1, mutual_info / xp.clip(h_cols, _EPS, None), 1)
+        completeness = xp.where(
+            stats.rows.nonzero > 1, mutual_info / xp.clip(h_rows, _EPS, None), 1
+        )
         both = homogeneity + completeness
-        score = torch.where(both > 0, 2 * homogeneity * completeness / both.clamp_min(_EPS), 0)
+        score = xp.where(both > 0, 2 * homogeneity * completeness / xp.clip(both, _EPS, None), 0)
     else:
         raise ValueError(f"kind must be one of {SCORES}, got {kind!r}")
-    return torch.where(trivial, 1, score)
+    return xp.where(trivial, 1, score)
 
 
 def clustering_score(tables: Tensor, kind: str = "nmi", average: str = "arithmetic") -> Tensor:

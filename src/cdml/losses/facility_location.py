@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+from types import SimpleNamespace
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
@@ -29,6 +32,8 @@ from .clustering_scores import (
 # Objectives closer than this fraction of (the largest column sum of D + gamma), a bound on
 # their size, are ties: values equal in exact arithmetic differ in their last bits.
 _TIE_TOLERANCE = 1e-9
+# How a move changes the counts of the cell it leaves, the cell it joins and the row it leaves.
+_LEAVE_JOIN_LEAVE = np.array([[-1], [1], [-1]])
 
 
 @register_method("facility")
@@ -150,9 +155,9 @@ class FacilityLocationLoss(MetricLoss):
             # Inference in float64, where objectives equal in exact arithmetic differ by far
             # less than the tie tolerance.
             detached = dist.detach().double()
-            search = _MedoidSearch(detached, self.margin_multiplier, scorer)
+            search = _MedoidSearch(detached, self.margin_multiplier, scorer, symmetric=True)
             medoids = search.refine(search.greedy(n_classes), self.pam_iters)
-            score = scorer.score(_assign(detached, medoids), n_classes)
+            score = scorer.score(_assign(search.columns(medoids), medoids), n_classes)
             exemplars = _oracle_medoids(detached, classes, n_classes)
         predicted = -dist.index_select(1, medoids).min(1).values.sum()
         oracle = -dist.gather(1, exemplars[classes][:, None]).sum()
@@ -182,27 +187,30 @@ class _MedoidSearch:
     rare pair after the first steps. Where reading values is free (the CPU) these pairs are
     compacted and a refinement sweep stops at its first unchanged step; elsewhere every pair is
     kept with a weight of 0 or 1 and the loops run their full length, so nothing is read on the
-    host and the medoids are the same.
+    host and the medoids are the same. ``symmetric``: ``dist`` equals its transpose exactly,
+    so its rows serve as its columns.
     """
 
-    def __init__(self, dist: Tensor, gamma: float, scorer: _MarginScorer | None) -> None:
+    def __init__(
+        self, dist: Tensor, gamma: float, scorer: _MarginScorer | None, symmetric: bool = False
+    ) -> None:
         self.dist = dist
         self.gamma = gamma
         self.scorer = scorer if gamma > 0 else None
         self.tie = _TIE_TOLERANCE * (dist.sum(0).max() + gamma)
         self.reads = reads_are_free(dist)
         self.points = torch.arange(len(dist), device=dist.device)
+        # dist's columns as rows, which are gathered several times faster
+        self.transposed = dist if symmetric else dist.T.contiguous()
 
     def greedy(self, k: int) -> Tensor:
         """Algorithm 1: ``k`` greedy additions -> medoids ``(k,)`` in selection order."""
+        if self.reads:
+            return self._greedy_on_host(k)
         dist, points = self.dist, self.points
         n = len(dist)
         cluster = torch.zeros(n, dtype=torch.long, device=dist.device)
-        # The first medoid takes every point, whichever it is: one cluster, one score.
-        objective = -dist.sum(0)
-        if self.scorer is not None:
-            objective += self.gamma * (1 - self.scorer.score(cluster, 1))
-        best = self._first_best(objective)
+        best = self._first_best(self._first_objective(cluster))
         medoids = [best]
         chosen = torch.zeros(n, dtype=torch.bool, device=dist.device).index_fill_(0, best, True)
         nearest = dist.index_select(1, best).squeeze(1)
@@ -214,44 +222,100 @@ class _MedoidSearch:
         pair_dist = dist.flatten().index_select(0, point * n + cand)
         for step in range(1, k):
             near = nearest.index_select(0, point)
-            (point, cand, pair_dist, near), weight = self._compact(
-                pair_dist < near, point, cand, pair_dist, near
-            )
+            takes = (pair_dist < near).long()
             # F(S + c) = -sum_i nearest_i + sum_i max(0, nearest_i - dist[i, c]).
-            gain = near - pair_dist
-            if weight is not None:
-                gain = gain * weight
+            gain = (near - pair_dist) * takes
             objective = (nearest - dist.diagonal()).clamp_min(0).index_add_(0, cand, gain)
             objective = (objective - nearest.sum()).masked_fill(chosen, -torch.inf)
             if self.scorer is not None:
-                moves = _Moves(cand, point, weight)
-                objective = self._add_margin(objective, moves, cluster, step)
+                # candidate c moves the points it takes, and itself, to the new cluster
+                moves = _Moves(
+                    torch.cat((cand, points)),
+                    torch.cat((point, points)),
+                    torch.cat((takes, torch.ones_like(cluster))),
+                )
+                scores = self.scorer(cluster, step + 1, moves, into=torch.full_like(cluster, step))
+                objective = objective + self.gamma * (1 - scores)
             best = self._first_best(objective)
             medoids.append(best)
             chosen.index_fill_(0, best, True)
-            takes = (cand == best).long() if weight is None else (cand == best) * weight
-            taken = torch.zeros_like(cluster).index_add_(0, point, takes) > 0
+            taken = torch.zeros_like(cluster).index_add_(0, point, (cand == best) * takes) > 0
             taken.index_fill_(0, best, True)
             cluster = cluster.masked_fill(taken, step)
             nearest = torch.where(taken, dist.index_select(1, best).squeeze(1), nearest)
         return torch.cat(medoids)
 
-    def _add_margin(self, facility: Tensor, pairs: _Moves, cluster: Tensor, step: int) -> Tensor:
-        """``F(S + c) + gamma Delta(S + c)`` ``(n,)`` for greedy step ``step``: candidate ``c``
-        moves the points of its ``pairs`` and itself from ``cluster`` to the new cluster."""
-        cand, point, weight = pairs
-        contenders = self._contenders(facility, torch.zeros_like(cluster))
-        if contenders is None:
-            selves = self.points
-        else:
-            (cand, point), _ = self._compact(contenders.index_select(0, cand), cand, point)
-            (selves,), _ = self._compact(contenders, self.points)
-        if weight is not None:
-            weight = torch.cat((weight, torch.ones_like(cluster)))
-        moves = _Moves(torch.cat((cand, selves)), torch.cat((point, selves)), weight)
-        scores = self.scorer(cluster, step + 1, moves, into=torch.full_like(cluster, step))
-        objective = facility + self.gamma * (1 - scores)
-        return objective if contenders is None else objective.masked_fill(~contenders, -torch.inf)
+    def _greedy_on_host(self, k: int) -> Tensor:
+        """:meth:`greedy` where reading is free, in NumPy, whose operations cost a few
+        microseconds less than torch's on arrays of a few thousand.
+
+        The pairs are compacted as ``nearest`` falls. A candidate's margin is computed from the
+        changes its moves make to the sums over the cells and rows of the contingency table;
+        these hold from one step to the next until the candidate moves a point of a cluster
+        that the step changes, so only such candidates are computed again (and only if they
+        are within ``gamma``, all the margin can add, of the best facility score)."""
+        dist = self.dist.numpy()
+        n = len(dist)
+        tie = float(self.tie)
+        cluster = np.zeros(n, dtype=np.int64)
+        best = _first_best_on_host(self._first_objective(torch.from_numpy(cluster)).numpy(), tie)
+        medoids = [best]
+        chosen = np.zeros(n, dtype=bool)
+        chosen[best] = True
+        nearest = dist[:, best].copy()
+        takes = dist < nearest[:, None]
+        np.fill_diagonal(takes, False)
+        cand, point = np.nonzero(takes.T)  # by candidate, as on the device
+        pair_dist = dist[point, cand]
+        if self.scorer is not None:
+            changes = np.zeros((len(self.scorer.tables), 2, n))
+            stale = np.ones(n, dtype=bool)  # the candidates whose changes are out of date
+        for step in range(1, k):
+            keep = np.flatnonzero(pair_dist < nearest[point])
+            point, cand, pair_dist = point.take(keep), cand.take(keep), pair_dist.take(keep)
+            objective = np.maximum(nearest - dist.diagonal(), 0) - nearest.sum()
+            objective += np.bincount(cand, nearest[point] - pair_dist, minlength=n)
+            objective[chosen] = -np.inf
+            if self.scorer is not None:
+                contenders = objective >= objective.max() - self.gamma - tie
+                again = contenders & stale
+                moving = again[cand]
+                selves = np.flatnonzero(again)
+                changes[..., selves] = self.scorer.new_cluster_changes(
+                    cluster,
+                    step,
+                    np.concatenate((cand[moving], selves)),
+                    np.concatenate((point[moving], selves)),
+                )[..., selves]
+                stale[selves] = False
+                scores = self.scorer.new_cluster_scores(cluster, step, changes)
+                objective = np.where(contenders, objective + self.gamma * (1 - scores), -np.inf)
+            best = _first_best_on_host(objective, tie)
+            medoids.append(best)
+            chosen[best] = True
+            first, last = np.searchsorted(cand, (best, best + 1))
+            taken = np.append(point[first:last], best)
+            if self.scorer is not None:
+                changed = np.zeros(step, dtype=bool)
+                changed[cluster[taken]] = True
+                changed = changed[cluster]
+                stale |= changed
+                stale[cand[changed[point]]] = True
+            cluster[taken] = step
+            nearest[taken] = dist[taken, best]
+        return torch.tensor(medoids)
+
+    def columns(self, index: Tensor) -> Tensor:
+        """``dist[:, index]`` ``(n, len(index))``, contiguous."""
+        return self.transposed.index_select(0, index).T.contiguous()
+
+    def _first_objective(self, cluster: Tensor) -> Tensor:
+        """``(n,)`` each point's objective as the first medoid, which takes every point: one
+        cluster, one score."""
+        objective = -self.dist.sum(0)
+        if self.scorer is not None:
+            objective += self.gamma * (1 - self.scorer.score(cluster, 1))
+        return objective
 
     def refine(self, medoids: Tensor, sweeps: int) -> Tensor:
         """Algorithm 2: up to ``sweeps`` sweeps of medoid swaps -> medoids ``(k,)``.
@@ -264,11 +328,15 @@ class _MedoidSearch:
         k = len(medoids)
         positions = torch.arange(k, device=medoids.device)
         for _ in range(sweeps):
-            clusters = _assign(self.dist, medoids)
+            clusters = _assign(self.columns(medoids), medoids)
+            # -sum_{clusters[i] = clusters[m]} D[i, m], the facility score of each candidate
+            within = self.dist.new_zeros(k, len(self.dist)).index_add_(0, clusters, self.dist)
+            facility = -within.gather(0, clusters[None, :]).squeeze(0)
+            contenders = None if self.scorer is None else self._contenders(facility, clusters)
             before = medoids
             first = torch.zeros((), dtype=torch.long, device=medoids.device)
             for _ in range(k):  # a step changes at most one medoid, each at most once
-                best = self._best_swaps(medoids, clusters, first)
+                best = self._best_swaps(medoids, clusters, facility, contenders, first)
                 changed = (best != medoids) & (positions >= first)
                 if self.reads and not changed.any():
                     break
@@ -279,52 +347,63 @@ class _MedoidSearch:
                 break
         return medoids
 
-    def _best_swaps(self, medoids: Tensor, clusters: Tensor, first: Tensor) -> Tensor:
+    def _best_swaps(
+        self,
+        medoids: Tensor,
+        clusters: Tensor,
+        facility: Tensor,
+        contenders: Tensor | None,
+        first: Tensor,
+    ) -> Tensor:
         """One refinement step for every candidate of the clusters from ``first`` on, each for
         its own cluster -> ``(k,)`` the best candidate of each cluster (ties: the lowest
         index; ``n`` for the clusters before ``first``).
 
-        Candidate ``m`` of cluster ``t = clusters[m]`` is scored by
-        ``- sum_{clusters[i] = t} D[i, m] + gamma Delta(S with S_t := m)``.
+        Candidate ``m`` of cluster ``t = clusters[m]`` is scored by ``facility[m] + gamma
+        Delta(S with S_t := m)``, ``facility[m] = - sum_{clusters[i] = t} D[i, m]``; only the
+        ``contenders`` (None: all) can win.
         """
         dist, points = self.dist, self.points
         n, k = len(dist), len(medoids)
-        current = _assign(dist, medoids)
-        at_medoids = dist.index_select(1, medoids)
+        at_medoids = self.columns(medoids)
+        current = at_medoids.argmin(1).index_copy_(0, medoids, torch.arange(k, device=dist.device))
         own = at_medoids.gather(1, current[:, None])
         second = at_medoids.scatter(1, current[:, None], torch.inf).argmin(1, keepdim=True)
         second_dist = at_medoids.gather(1, second)
-        target = clusters[None, :]
-        objective = -(dist * (clusters[:, None] == target)).sum(0)
+        objective = facility
         active = clusters >= first
+        if contenders is not None:
+            active &= contenders
         if self.scorer is not None:
-            contenders = self._contenders(objective, clusters)
-            if contenders is not None:
-                active &= contenders
+            # Only the active candidates are scored where reading is free: columns ``cols``.
+            cols = active.nonzero().squeeze(1) if self.reads else points
+            at_cols = self.columns(cols)
+            target = clusters.index_select(0, cols)[None, :]
             # Candidate m takes the points (not medoids) closer to it than to their own medoid
             # (ties: an own medoid after S_t in S), and itself; the points of its cluster that
             # it does not take leave for their nearest other medoid (ties: the first in S).
             within = current[:, None] == target
-            itself = points[:, None] == points
+            itself = points[:, None] == cols
             medoid = torch.zeros(n, dtype=torch.bool, device=dist.device)
             medoid.index_fill_(0, medoids, True)
             joins = (
                 ~within
                 & ~medoid[:, None]
-                & ((dist < own) | (dist == own) & (current[:, None] > target))
+                & ((at_cols < own) | (at_cols == own) & (current[:, None] > target))
             )
             joins |= itself & ~within
             leaves = (
                 within
                 & ~itself
-                & ((dist > second_dist) | (dist == second_dist) & (second < target))
+                & ((at_cols > second_dist) | (at_cols == second_dist) & (second < target))
             )
-            joining = self._pairs(joins & active)
-            leaving = self._pairs(leaves & active)
+            scored = active.index_select(0, cols)
+            joining = self._pairs(joins & scored, cols)
+            leaving = self._pairs(leaves & scored, cols)
             scores = self.scorer(
                 current, k, joining, into=clusters, leaving=leaving, leave_to=second.squeeze(1)
             )
-            objective += self.gamma * (1 - scores)
+            objective = objective + self.gamma * (1 - scores)
         objective = objective.masked_fill(~active, -torch.inf)
         top = objective.new_full((k,), -torch.inf).scatter_reduce(0, clusters, objective, "amax")
         winner = active & (objective >= top.index_select(0, clusters) - self.tie)
@@ -332,19 +411,15 @@ class _MedoidSearch:
             0, clusters, torch.where(winner, points, n), "amin"
         )
 
-    def _pairs(self, mask: Tensor) -> _Moves:
-        """``(n, n)`` bool ``[i, m]``: candidate ``m`` moves point ``i`` -> the moves."""
-        n = len(mask)
-        (index,), weight = self._compact(mask.flatten(), torch.arange(n * n, device=mask.device))
-        return _Moves(index % n, index // n, weight)
-
-    def _compact(self, keep: Tensor, *pairs: Tensor) -> tuple[list[Tensor], Tensor | None]:
-        """The ``pairs`` arrays where ``keep`` holds, where reading is free; else all of them
-        and ``keep`` as float64 weights."""
+    def _pairs(self, mask: Tensor, cols: Tensor) -> _Moves:
+        """``(n, c)`` bool ``[i, j]``: candidate ``cols[j]`` moves point ``i`` -> the moves, in
+        the order of ``mask``'s elements. Where reading is free only the moves are kept; else
+        every pair, weighted 0 or 1."""
         if self.reads:
-            index = keep.nonzero().squeeze(1)
-            return [values.index_select(0, index) for values in pairs], None
-        return list(pairs), keep.long()
+            point, col = mask.nonzero().unbind(1)
+            return _Moves(cols.index_select(0, col), point, None)
+        n, c = mask.shape
+        return _Moves(cols.repeat(n), self.points.repeat_interleave(c), mask.flatten().long())
 
     def _contenders(self, facility: Tensor, group: Tensor) -> Tensor | None:
         """``(n,)`` bool: the candidates that can win their ``group`` ``(n,)`` (a cluster of
@@ -372,17 +447,22 @@ class _Moves(NamedTuple):
     weight: Tensor | None  # 1 for a move, 0 for a pair that is none; None: all moves
 
 
-def _assign(dist: Tensor, medoids: Tensor) -> Tensor:
-    """``g(S)``: ``(n,)`` position in ``medoids`` of each point's nearest medoid (first among
-    ties), every medoid in its own cluster."""
-    positions = torch.arange(len(medoids), device=dist.device)
-    return dist.index_select(1, medoids).argmin(1).index_copy_(0, medoids, positions)
+def _first_best_on_host(objective: np.ndarray, tie: float) -> int:
+    """The lowest index whose objective ties with the largest."""
+    return int(np.argmax(objective >= objective.max() - tie))
+
+
+def _assign(at_medoids: Tensor, medoids: Tensor) -> Tensor:
+    """``g(S)`` from the distances to the medoids ``(n, k)``: ``(n,)`` position in ``medoids``
+    of each point's nearest medoid (first among ties), every medoid in its own cluster."""
+    positions = torch.arange(len(medoids), device=medoids.device)
+    return at_medoids.argmin(1).index_copy_(0, medoids, positions)
 
 
 def _oracle_medoids(dist: Tensor, classes: Tensor, n_classes: int) -> Tensor:
     """``(K,)`` the member of each class with the least summed distance to its class."""
+    within = dist.new_zeros(n_classes, len(dist)).index_add_(0, classes, dist)
     members = classes[None, :] == torch.arange(n_classes, device=dist.device)[:, None]
-    within = members.to(dist.dtype) @ dist
     return within.masked_fill(~members, torch.inf).argmin(1)
 
 
@@ -500,6 +580,61 @@ class _MarginScorer:
         )
         return self._scores(cell_sums + changes[:, :n], row_sums + changes[:, n:], n_clusters)
 
+    def new_cluster_changes(
+        self, base: np.ndarray, n_clusters: int, cand: np.ndarray, point: np.ndarray
+    ) -> np.ndarray:
+        """On the host: the changes of the sums over cells and rows when each candidate moves
+        its points to a new cluster, for :meth:`new_cluster_scores`.
+
+        Args:
+            base: ``(n,)`` int64 cluster of each point, in ``[0, n_clusters)``, none emptied
+                by the moves.
+            n_clusters: number of clusters before the new one.
+            cand, point: ``(P,)`` int64 each: candidate ``cand[j]`` moves ``point[j]``.
+
+        Returns:
+            ``(q, 2, n)`` float64: of each table, the change of each candidate's sum over
+            cells, then over rows (meaningless for a candidate without moves).
+        """
+        n, k = len(base), self.n_classes
+        classes, tables = self._host.classes, self._host.tables
+        cell_of = base * k + classes
+        cells = np.bincount(cell_of, minlength=n_clusters * k)
+        rows = np.bincount(base, minlength=n_clusters)
+        first_point = np.full(n_clusters * k, n)
+        np.minimum.at(first_point, cell_of, np.arange(n))
+        # Of each point, the three groups a move of it changes, and their counts before: the
+        # cell it leaves (numbered by its first point), the cell it joins (by class) and the
+        # row it leaves. With the candidate's number, each group's is below 3 n^2.
+        groups = np.stack((first_point[cell_of], n * n + classes, 2 * n * n + base))
+        counts = np.stack((cells[cell_of], np.zeros_like(base), rows[base]))
+        keys = groups.take(point, axis=1) + n * cand  # (3, P)
+        np.add.at(self._host.groups, keys, 1)
+        moved = self._host.groups[keys]  # the points moved out of or into each group
+        self._host.groups[keys] = 0
+        before = counts.take(point, axis=1)
+        after = before + moved * _LEAVE_JOIN_LEAVE
+        new_row = np.bincount(cand, minlength=n)
+        changes = np.empty((len(tables), 2, n))
+        for table, change in zip(tables, changes, strict=True):
+            # each move of a group carries its share of the group's change
+            share = (table[after] - table[before]) / moved
+            change[0] = np.bincount(cand, share[0] + share[1], minlength=n)
+            change[1] = np.bincount(cand, share[2], minlength=n) + table[new_row]
+        return changes
+
+    def new_cluster_scores(
+        self, base: np.ndarray, n_clusters: int, changes: np.ndarray
+    ) -> np.ndarray:
+        """On the host: ``(n,)`` float64 the score of each candidate's assignment, clipped
+        below at 0, from ``base`` ``(n,)`` (``n_clusters`` clusters) and the ``(q, 2, n)``
+        :meth:`new_cluster_changes` of its moves."""
+        cells = np.bincount(base * self.n_classes + self._host.classes)
+        rows = np.bincount(base)
+        sums = np.array([[table[cells].sum(), table[rows].sum()] for table in self._host.tables])
+        sums = sums[..., None] + changes
+        return self._scores(sums[:, 0], sums[:, 1], n_clusters + 1)
+
     def _base(self, assignment: Tensor, n_clusters: int) -> tuple[Tensor, ...]:
         """The cell of each point ``(n,)``, the int64 counts of the cells ``(n_clusters K,)``
         and rows ``(n_clusters,)``, and the sums of each table over cells and rows ``(q, 1)``."""
@@ -515,19 +650,36 @@ class _MarginScorer:
         return cell_of, cells, rows, cell_sums, row_sums
 
     def _scores(self, cell_sums: Tensor, row_sums: Tensor, n_clusters: int) -> Tensor:
-        """Scores from the tables' sums over cells and rows ``(q, m)`` -> ``(m,)``."""
-        zero = torch.zeros_like(self.total)
+        """Scores from the tables' sums over cells and rows ``(q, m)`` -> ``(m,)``: tensors,
+        or NumPy arrays on the host."""
+        on_host = isinstance(cell_sums, np.ndarray)
+        total, cols = (self._host.total, self._host.cols) if on_host else (self.total, self.cols)
+        zero = 0 * total
         first = (cell_sums[0], row_sums[0])
         xlogx, square = ((zero, zero), first) if self.kind == "ari" else (first, (zero, zero))
         stats = ContingencyStats(
-            total=self.total,
+            total=total,
             xlogx=xlogx[0],
             square=square[0],
-            rows=MarginSums(xlogx[1], square[1], torch.full_like(self.total, n_clusters)),
-            cols=self.cols,
+            rows=MarginSums(xlogx[1], square[1], zero + n_clusters),
+            cols=cols,
             emi=row_sums[1] if self.kind == "ami" else None,
         )
-        return scores_from_stats(stats, self.kind, self.average).clamp_min(0)
+        scores = scores_from_stats(stats, self.kind, self.average)
+        return np.maximum(scores, 0) if on_host else scores.clamp_min(0)
+
+    @cached_property
+    def _host(self) -> SimpleNamespace:
+        """NumPy views of the constants, for :meth:`new_cluster_scores`, and its buffer of
+        group counts, kept zero between calls."""
+        n = len(self.classes)
+        return SimpleNamespace(
+            classes=self.classes.numpy(),
+            tables=[table.numpy() for table in self.tables],
+            total=self.total.numpy(),
+            cols=MarginSums(*(value.numpy() for value in self.cols)),
+            groups=np.zeros(3 * n * n, dtype=np.int64),
+        )
 
 
 class _GroupChanges:
