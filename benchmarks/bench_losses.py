@@ -144,6 +144,17 @@ def step_and_loss_seconds(
     return step_time, median_seconds(loss_step, repeats=3, device=device)
 
 
+def positive(text: str) -> int:
+    """An integer >= 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the losses")
@@ -152,9 +163,14 @@ def main() -> None:
     parser.add_argument("--skip-backbone", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the losses, floor, backbone)")
     parser.add_argument("--skip-compile", action="store_true", help="the eager training step only")
-    parser.add_argument("--image-size", type=int, default=64, help="of the training step's images")
     parser.add_argument(
-        "--step-sizes", default="128,512,1024", help="the training step's batch sizes"
+        "--image-size", type=positive, default=64, help="of the training step's images"
+    )
+    parser.add_argument(
+        "--step-sizes",
+        type=lambda text: tuple(positive(size) for size in text.split(",")),
+        default=(128, 512, 1024),
+        help="the training step's batch sizes, comma-separated",
     )
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
@@ -194,10 +210,9 @@ def main() -> None:
         )
     if not args.skip_backbone:
         torch.set_num_threads(default_threads)
-        sizes = tuple(int(size) for size in args.step_sizes.split(","))
         modes = [False] if args.skip_compile else [False, True]
         steps = {
-            compiled: training_step_seconds(sizes, args.image_size, compiled, args.device)
+            compiled: training_step_seconds(args.step_sizes, args.image_size, compiled, args.device)
             for compiled in modes
         }
         title = (
@@ -211,7 +226,7 @@ def main() -> None:
             backbone = "compiled" if compiled else "eager"
             table.add_column(f"step, {backbone} (ms)", justify="right")
             table.add_column(f"loss share, {backbone}", justify="right")
-        for n in sizes:
+        for n in args.step_sizes:
             cells = []
             for compiled in modes:
                 step, loss = steps[compiled][n]
